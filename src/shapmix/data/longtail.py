@@ -62,7 +62,8 @@ def longtail_counts(
         raw = n_max * np.power(1.0 / imbalance_factor, c / max(num_classes - 1, 1))
     elif profile == "pareto":
         alpha = np.log(imbalance_factor) / np.log(num_classes) if num_classes > 1 else 0.0
-        raw = n_max * np.power(c + 1.0, -alpha)
+        # Rounded before truncation so the tail lands exactly on n_max / IF despite float error.
+        raw = np.round(n_max * np.power(c + 1.0, -alpha), 9)
     elif profile == "step":
         if not 0.0 < step_fraction < 1.0:
             raise ValueError(f"step_fraction must be in (0, 1), got {step_fraction}")

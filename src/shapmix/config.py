@@ -1,0 +1,325 @@
+"""Typed run configuration: schemas, YAML loading and dotted command-line overrides.
+
+A run is described by one :class:`Config`.  Every section is a pydantic model that forbids
+unknown keys, so a typo is an error naming the key instead of a silently ignored setting::
+
+    cfg = load_config("configs/ntu-lt.yaml", overrides=["optim.lr=0.05", "train.epochs=10"])
+
+``--config`` accepts a YAML path or the name of a packaged config (``shapmix configs`` lists
+them).  An override ``a.b.c=VALUE`` parses ``VALUE`` as YAML (``1e-3``, ``[60, 80]``, ``null``,
+``true``) and must name an existing key.
+"""
+
+from __future__ import annotations
+
+import inspect
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .data.synthetic import SynthConfig
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "ScheduleConfig",
+    "LossConfig",
+    "MethodConfig",
+    "TrainConfig",
+    "LogConfig",
+    "load_config",
+    "packaged_configs",
+    "apply_overrides",
+    "build_config",
+    "config_to_dict",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the key and what is allowed."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+Modality = Literal["joint", "bone", "joint_motion", "bone_motion"]
+
+
+class DataConfig(Section):
+    """Where the data comes from and the CTR-GCN input pipeline."""
+
+    path: str | None = Field(
+        None, description="dataset directory in shapmix format; null = the built-in synthetic benchmark"
+    )
+    synthetic: SynthConfig = Field(
+        default_factory=SynthConfig, description="generator settings used when path is null"
+    )
+    train_split: str = "train"
+    test_split: str = "test"
+    val_split: str | None = Field(
+        None, description="optional validation split: per-epoch monitoring and best.pt"
+    )
+    window: int = Field(64, ge=1, description="frames fed to the model after crop-resize")
+    p_interval: tuple[float, float] = Field(
+        (0.5, 1.0), description="training crop: fraction of the valid frames, drawn uniformly"
+    )
+    test_crop: float = Field(0.95, gt=0, le=1, description="central fraction kept at test time")
+    min_crop_frames: int = Field(
+        64, ge=1, description="a training crop keeps at least this many frames (or all valid ones)"
+    )
+    rotation: float = Field(
+        0.3, ge=0, description="max random rotation about each axis during training, radians"
+    )
+    modality: Modality = "joint"
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
+    many_threshold: int = Field(100, ge=0, description="Many: more training samples than this")
+    few_threshold: int = Field(20, ge=0, description="Few: fewer training samples than this")
+
+    @field_validator("p_interval")
+    @classmethod
+    def _check_interval(cls, value: tuple[float, float]) -> tuple[float, float]:
+        low, high = value
+        if not 0 < low <= high <= 1:
+            raise ValueError("p_interval must satisfy 0 < low <= high <= 1")
+        return value
+
+    @model_validator(mode="after")
+    def _check_thresholds(self) -> "DataConfig":
+        if self.few_threshold > self.many_threshold:
+            raise ValueError("few_threshold must not exceed many_threshold")
+        return self
+
+
+class ModelConfig(Section):
+    """Backbone name and its constructor arguments (checked against its signature)."""
+
+    name: str = "ctrgcn"
+    args: dict[str, Any] = Field(default_factory=dict, description="backbone keyword arguments")
+
+    @model_validator(mode="after")
+    def _check_args(self) -> "ModelConfig":
+        from .models.registry import get_model_builder
+
+        try:
+            model_class = get_model_builder(self.name)
+        except KeyError as error:
+            raise ValueError(str(error.args[0])) from None
+        params = inspect.signature(model_class).parameters
+        reserved = {"num_classes", "layout", "num_persons", "in_channels"}
+        allowed = {name for name in params if name not in reserved and name != "self"}
+        unknown = sorted(set(self.args) - allowed)
+        if unknown:
+            raise ValueError(
+                f"unknown argument(s) {unknown} for model {self.name!r}; allowed: {sorted(allowed)}"
+            )
+        return self
+
+
+class OptimConfig(Section):
+    """SGD with momentum (CTR-GCN / Shap-Mix defaults)."""
+
+    lr: float = Field(0.1, gt=0, description="base learning rate for the global batch")
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = True
+    weight_decay: float = Field(4e-4, ge=0)
+
+
+class ScheduleConfig(Section):
+    """Linear warm-up, then multistep or cosine decay; stepped every iteration."""
+
+    epochs: int = Field(100, ge=1)
+    warmup_epochs: float = Field(5, ge=0, description="linear warm-up length, epochs")
+    kind: Literal["multistep", "cosine"] = "multistep"
+    milestones: list[int] = Field(default_factory=lambda: [60, 80], description="multistep: epochs")
+    gamma: float = Field(0.1, gt=0, le=1, description="multistep: factor at each milestone")
+    min_lr: float = Field(0.0, ge=0, description="cosine: final learning rate")
+
+    @model_validator(mode="after")
+    def _check_milestones(self) -> "ScheduleConfig":
+        if sorted(self.milestones) != self.milestones:
+            raise ValueError("milestones must be increasing")
+        if self.warmup_epochs > self.epochs:
+            raise ValueError("warmup_epochs must not exceed epochs")
+        return self
+
+
+class LossConfig(Section):
+    """Classification loss; both accept soft targets."""
+
+    name: Literal["ce", "balanced_softmax"] = "ce"
+    tau: float = Field(1.0, ge=0, description="balanced_softmax: weight of log prior")
+
+
+class MethodConfig(Section):
+    """The training method: how (and whether) batches are mixed."""
+
+    name: Literal["none"] = "none"
+
+
+class TrainConfig(Section):
+    seed: int = 0
+    batch_size: int = Field(64, ge=1, description="global batch size (split across processes)")
+    eval_batch_size: int = Field(128, ge=1)
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch default)")
+
+
+class LogConfig(Section):
+    progress: bool = Field(True, description="show a progress bar on rank 0")
+    tensorboard: bool = Field(False, description="write TensorBoard events (pip install shapmix[tensorboard])")
+    plots: bool = Field(True, description="write PNG plots into the run directory")
+
+
+class Config(Section):
+    """A complete run: every key below is overridable as ``section.key=value``."""
+
+    name: str = Field("run", description="run name, used for the default output directory")
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    method: MethodConfig = Field(default_factory=MethodConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+
+
+def packaged_configs() -> dict[str, Path]:
+    """Configs shipped with the package: name -> path."""
+    root = resources.files("shapmix") / "configs"
+    return {
+        Path(str(entry)).stem: Path(str(entry))
+        for entry in root.iterdir()
+        if str(entry).endswith(".yaml")
+    }
+
+
+def _resolve_config_path(source: str | Path) -> Path:
+    path = Path(source)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.exists():
+            raise ConfigError(f"config file {path} does not exist")
+        return path
+    known = packaged_configs()
+    if str(source) in known:
+        return known[str(source)]
+    raise ConfigError(
+        f"{source!r} is neither a YAML file nor a packaged config; packaged: {sorted(known)}"
+    )
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        content = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ConfigError(f"{where}: invalid YAML ({getattr(error, 'problem', error)})") from None
+    if content is None:
+        return {}
+    if not isinstance(content, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return content
+
+
+def _allowed_keys(model: type[BaseModel], path: Sequence[str]) -> list[str]:
+    for key in path:
+        field = model.model_fields.get(key)
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return sorted(model.model_fields)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``a.b=value`` overrides (values parsed as YAML) to a nested dict, in place."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        try:
+            value = yaml.safe_load(text) if text != "" else ""
+        except yaml.YAMLError:
+            value = text
+        parts = key.split(".")
+        allowed = _allowed_keys(Config, parts[:-1])
+        if parts[-1] not in allowed and not _is_free_mapping(parts[:-1]):
+            prefix = ".".join(parts[:-1]) or "the top level"
+            raise ConfigError(
+                f"override {key!r}: no key {parts[-1]!r} in {prefix}; allowed: {allowed}"
+            )
+        node = raw
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        node[parts[-1]] = value
+    return raw
+
+
+def _is_free_mapping(path: Sequence[str]) -> bool:
+    """True for dict-valued fields whose keys are checked later (e.g. ``model.args``)."""
+    model: type[BaseModel] = Config
+    for i, key in enumerate(path):
+        field = model.model_fields.get(key)
+        if field is None:
+            return False
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+            continue
+        return i == len(path) - 1 and getattr(annotation, "__origin__", None) is dict
+    return False
+
+
+def _format_validation_error(error: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration ({source}):"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            allowed = _allowed_keys(Config, [str(p) for p in item["loc"][:-1]])
+            message = f"unknown key; allowed here: {allowed}"
+        elif "input" in item and item["type"] != "missing":
+            message = f"{message} (got {item['input']!r})"
+        lines.append(f"  {key}: {message}")
+    return "\n".join(lines)
+
+
+def build_config(raw: dict[str, Any], source: str = "config") -> Config:
+    """Validate a nested dict into a :class:`Config`, with readable errors."""
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(_format_validation_error(error, source)) from None
+
+
+DEFAULT_CONFIG = "default"
+
+
+def load_config(source: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
+    """Load a YAML config (path or packaged name) and apply overrides.
+
+    ``source=None`` is the packaged ``default`` config: the built-in synthetic benchmark sized
+    for a CPU, which is what ``shapmix train`` runs without ``--config``.
+    """
+    path = _resolve_config_path(DEFAULT_CONFIG if source is None else source)
+    raw = _read_yaml(path)
+    label = str(path)
+    apply_overrides(raw, overrides)
+    return build_config(raw, label + (f" with overrides {list(overrides)}" if overrides else ""))
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    """A plain, YAML/JSON-safe dict (tuples become lists)."""
+    return config.model_dump(mode="json")

@@ -1,0 +1,238 @@
+"""The CTR-GCN input pipeline as small, composable, batched transforms.
+
+Every transform takes a padded batch ``x`` of shape ``(N, C, T, V, M)`` together with the valid
+frame counts ``lengths`` ``(N,)`` and returns a new batch; random transforms draw their
+parameters from an explicit :class:`torch.Generator` (on the CPU, so a seed gives the same run on
+any device) and apply them vectorised on ``x``'s device.  Running the pipeline on the training
+device keeps the data loader trivial (it only slices the memory-mapped array).
+
+The pipeline of CTR-GCN (Chen et al., ICCV 2021), used by Shap-Mix:
+
+1. :class:`CropResize`: training: keep a random fraction ``p ~ U(p_interval)`` of the valid
+   frames (at least ``min_frames``) at a random offset; test: the central ``test_crop`` fraction.
+   The crop is resized to ``window`` frames by linear interpolation (``align_corners=False``,
+   exactly as ``F.interpolate``).
+2. :class:`RandomRotation`: a rotation about x, y and z by angles ``U(-theta, theta)``.
+3. :class:`ToModality`: joint, bone (``x[child] - x[parent]`` over the layout's tree), joint
+   motion or bone motion (frame differences, last frame zero).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+import torch
+
+from ..skeleton.layouts import Layout, get_layout
+
+__all__ = [
+    "BatchTransform",
+    "Compose",
+    "CropResize",
+    "RandomRotation",
+    "ToModality",
+    "bone_vectors",
+    "temporal_difference",
+    "to_modality",
+    "rotation_matrices",
+    "build_pipeline",
+    "MODALITIES",
+]
+
+MODALITIES = ("joint", "bone", "joint_motion", "bone_motion")
+
+
+class BatchTransform(Protocol):
+    def __call__(
+        self, x: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+class Compose:
+    """Apply transforms in order; each maps ``(x, lengths)`` to ``(x, lengths)``."""
+
+    def __init__(self, transforms: Sequence[BatchTransform]) -> None:
+        self.transforms = list(transforms)
+
+    def __call__(
+        self, x: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        for transform in self.transforms:
+            x, lengths = transform(x, lengths, generator)
+        return x, lengths
+
+    def __repr__(self) -> str:
+        return f"Compose({self.transforms!r})"
+
+
+@dataclass
+class CropResize:
+    """Crop valid frames and resize them to ``window`` frames (linear interpolation).
+
+    Args:
+        window: output frames.
+        p_interval: ``(low, high)``: training crop fraction ``p ~ U(low, high)``; if
+            ``low == high`` and ``random`` is False the crop is central.
+        min_frames: a random crop keeps at least this many frames (or every valid frame).
+        random: random crop (training) or central crop (test).
+
+    Input ``(N, C, T, V, M)`` with ``lengths`` ``(N,)``; output ``(N, C, window, V, M)`` with
+    lengths all equal to ``window``.
+    """
+
+    window: int = 64
+    p_interval: tuple[float, float] = (0.5, 1.0)
+    min_frames: int = 64
+    random: bool = True
+
+    def crop_bounds(
+        self, lengths: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(start, crop_length)`` per sample, int64 on the CPU."""
+        valid = lengths.cpu().to(torch.int64).clamp(min=1)
+        if self.random:
+            low, high = self.p_interval
+            p = low + (high - low) * torch.rand(valid.shape, generator=generator, dtype=torch.float64)
+            crop = torch.floor(valid * p).to(torch.int64)
+            crop = torch.minimum(crop.clamp(min=self.min_frames), valid)
+            slack = valid - crop + 1
+            start = (torch.rand(valid.shape, generator=generator, dtype=torch.float64) * slack).floor()
+            start = start.to(torch.int64).clamp(max=slack - 1)
+        else:
+            # Same arithmetic as CTR-GCN: drop int((1 - p) * valid / 2) frames at each end.
+            p = self.p_interval[0]
+            bias = torch.floor((1.0 - p) * valid.to(torch.float64) / 2).to(torch.int64)
+            start = bias
+            crop = (valid - 2 * bias).clamp(min=1)
+        return start, crop
+
+    def __call__(
+        self, x: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        start, crop = self.crop_bounds(lengths, generator)
+        start, crop = start.to(x.device), crop.to(x.device)
+        frames = resample_frames(x, start, crop, self.window)
+        return frames, torch.full_like(lengths, self.window)
+
+
+def resample_frames(
+    x: torch.Tensor, start: torch.Tensor, length: torch.Tensor, window: int
+) -> torch.Tensor:
+    """Linearly resample frames ``[start, start + length)`` of each sample to ``window`` frames.
+
+    Matches ``F.interpolate(mode="linear", align_corners=False)`` applied to each crop.
+    ``x`` ``(N, C, T, V, M)``; ``start``, ``length`` ``(N,)`` int64 on ``x.device``.
+    """
+    n, c, _, v, m = x.shape
+    out_index = torch.arange(window, device=x.device, dtype=torch.float64)
+    scale = length.to(torch.float64)[:, None] / window
+    source = ((out_index[None, :] + 0.5) * scale - 0.5).clamp(min=0.0)
+    lower = source.floor().to(torch.int64)
+    last = (length - 1)[:, None]
+    lower = torch.minimum(lower, last)
+    upper = torch.minimum(lower + 1, last)
+    weight = (source - lower.to(torch.float64)).to(x.dtype)
+    lower, upper = lower + start[:, None], upper + start[:, None]
+
+    def gather(index: torch.Tensor) -> torch.Tensor:
+        index = index[:, None, :, None, None].expand(n, c, window, v, m)
+        return torch.gather(x, 2, index)
+
+    weight = weight[:, None, :, None, None]
+    return gather(lower) * (1 - weight) + gather(upper) * weight
+
+
+def rotation_matrices(angles: torch.Tensor) -> torch.Tensor:
+    """``(N, 3)`` angles about x, y, z (radians) -> ``(N, 3, 3)`` matrices ``Rz @ Ry @ Rx``."""
+    cos, sin = angles.cos(), angles.sin()
+    one, zero = torch.ones_like(cos[:, 0]), torch.zeros_like(cos[:, 0])
+
+    def matrix(rows: list[list[torch.Tensor]]) -> torch.Tensor:
+        return torch.stack([torch.stack(row, dim=-1) for row in rows], dim=-2)
+
+    rx = matrix([[one, zero, zero], [zero, cos[:, 0], sin[:, 0]], [zero, -sin[:, 0], cos[:, 0]]])
+    ry = matrix([[cos[:, 1], zero, -sin[:, 1]], [zero, one, zero], [sin[:, 1], zero, cos[:, 1]]])
+    rz = matrix([[cos[:, 2], sin[:, 2], zero], [-sin[:, 2], cos[:, 2], zero], [zero, zero, one]])
+    return rz @ ry @ rx
+
+
+@dataclass
+class RandomRotation:
+    """Rotate the 3 coordinate channels by random angles ``U(-theta, theta)`` about each axis.
+
+    Input and output ``(N, 3, T, V, M)``; zero (absent) joints stay zero.
+    """
+
+    theta: float = 0.3
+
+    def __call__(
+        self, x: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if x.shape[1] != 3:
+            raise ValueError(f"RandomRotation needs 3 coordinate channels, got C={x.shape[1]}")
+        if self.theta == 0:
+            return x, lengths
+        angles = (torch.rand((x.shape[0], 3), generator=generator, dtype=torch.float64) * 2 - 1)
+        rotation = rotation_matrices(angles * self.theta).to(device=x.device, dtype=x.dtype)
+        return torch.einsum("nij,njtvm->nitvm", rotation, x), lengths
+
+
+def bone_vectors(x: torch.Tensor, layout: Layout | str) -> torch.Tensor:
+    """``x[..., child, :] - x[..., parent, :]`` along the joint axis (dim 3); the root is zero."""
+    layout = get_layout(layout)
+    parent = torch.tensor(layout.parent_of(), device=x.device)
+    return x - x.index_select(3, parent)
+
+
+def temporal_difference(x: torch.Tensor) -> torch.Tensor:
+    """Frame differences ``x[:, :, t + 1] - x[:, :, t]`` with the last frame zero."""
+    motion = torch.zeros_like(x)
+    motion[:, :, :-1] = x[:, :, 1:] - x[:, :, :-1]
+    return motion
+
+
+def to_modality(x: torch.Tensor, modality: str, layout: Layout | str) -> torch.Tensor:
+    """Convert joint coordinates ``(N, C, T, V, M)`` to the requested input modality."""
+    if modality not in MODALITIES:
+        raise ValueError(f"unknown modality {modality!r}; use one of {MODALITIES}")
+    if modality.startswith("bone"):
+        x = bone_vectors(x, layout)
+    if modality.endswith("motion"):
+        x = temporal_difference(x)
+    return x
+
+
+@dataclass
+class ToModality:
+    """Transform wrapper around :func:`to_modality`."""
+
+    modality: str
+    layout: Layout | str
+
+    def __call__(
+        self, x: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return to_modality(x, self.modality, self.layout), lengths
+
+
+def build_pipeline(
+    layout: Layout | str,
+    train: bool,
+    window: int = 64,
+    p_interval: tuple[float, float] = (0.5, 1.0),
+    test_crop: float = 0.95,
+    min_crop_frames: int = 64,
+    rotation: float = 0.3,
+    modality: str = "joint",
+) -> Compose:
+    """The CTR-GCN pipeline for training (random crop, rotation) or testing (central crop)."""
+    if train:
+        steps: list[BatchTransform] = [CropResize(window, p_interval, min_crop_frames, random=True)]
+        if rotation > 0:
+            steps.append(RandomRotation(rotation))
+    else:
+        steps = [CropResize(window, (test_crop, test_crop), min_crop_frames, random=False)]
+    if modality != "joint":
+        steps.append(ToModality(modality, layout))
+    return Compose(steps)

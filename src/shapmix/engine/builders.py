@@ -1,0 +1,139 @@
+"""Turn a :class:`~shapmix.config.Config` into the objects a run needs.
+
+Shared by training and by ``shapmix eval`` so both see exactly the same data, input pipeline and
+model for a given config.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler, Sampler, SequentialSampler
+
+from ..config import Config, DataConfig
+from ..data.dataset import SkeletonSplit
+from ..data.format import SkeletonData, load_dataset
+from ..data.synthetic import generate_synthetic
+from ..data.transforms import Compose, build_pipeline
+from ..models import build_model
+from .distributed import DistributedContext
+
+__all__ = [
+    "RunData",
+    "cache_root",
+    "synthetic_dataset_path",
+    "open_run_data",
+    "build_run_model",
+    "build_pipelines",
+    "eval_loader",
+]
+
+CACHE_ENV = "SHAPMIX_CACHE"
+
+
+def cache_root() -> Path:
+    """``$SHAPMIX_CACHE``, else ``$XDG_CACHE_HOME/shapmix``, else ``~/.cache/shapmix``."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "shapmix"
+
+
+def synthetic_dataset_path(data_config: DataConfig) -> Path:
+    """Cache directory of the synthetic dataset these generator settings produce."""
+    settings = json.dumps(data_config.synthetic.model_dump(mode="json"), sort_keys=True)
+    digest = hashlib.sha1(settings.encode()).hexdigest()[:12]
+    return cache_root() / "synthetic" / digest
+
+
+@dataclass
+class RunData:
+    """The dataset and the splits of one run."""
+
+    dataset: SkeletonData
+    train: SkeletonSplit
+    test: SkeletonSplit
+    val: SkeletonSplit | None
+
+    @property
+    def train_counts(self) -> np.ndarray:
+        return self.train.class_counts()
+
+
+def _resolve_dataset(config: DataConfig, context: DistributedContext) -> SkeletonData:
+    if config.path is not None:
+        return load_dataset(config.path)
+    path = synthetic_dataset_path(config)
+    if context.is_main and not (path / "meta.json").exists():
+        generate_synthetic(config.synthetic, path)
+    context.barrier()
+    return load_dataset(path)
+
+
+def open_run_data(config: Config, context: DistributedContext | None = None) -> RunData:
+    """Open (or generate) the dataset and its train / test / optional val splits."""
+    context = context or DistributedContext()
+    dataset = _resolve_dataset(config.data, context)
+    val = SkeletonSplit(dataset, config.data.val_split) if config.data.val_split else None
+    return RunData(
+        dataset=dataset,
+        train=SkeletonSplit(dataset, config.data.train_split),
+        test=SkeletonSplit(dataset, config.data.test_split),
+        val=val,
+    )
+
+
+def build_run_model(config: Config, dataset: SkeletonData) -> nn.Module:
+    """The configured backbone, sized for ``dataset`` (classes, layout, persons, channels)."""
+    _, channels, _, _, persons = dataset.shape
+    return build_model(
+        config.model.name,
+        num_classes=dataset.num_classes,
+        layout=dataset.layout,
+        num_persons=persons,
+        in_channels=channels,
+        **config.model.args,
+    )
+
+
+def build_pipelines(config: Config, dataset: SkeletonData) -> tuple[Compose, Compose]:
+    """``(train, test)`` batched input pipelines of the CTR-GCN recipe."""
+    data = config.data
+    rotation = data.rotation if dataset.shape[1] == 3 else 0.0
+    common = dict(
+        layout=dataset.layout,
+        window=data.window,
+        p_interval=data.p_interval,
+        test_crop=data.test_crop,
+        min_crop_frames=data.min_crop_frames,
+        modality=data.modality,
+    )
+    return (
+        build_pipeline(train=True, rotation=rotation, **common),
+        build_pipeline(train=False, rotation=0.0, **common),
+    )
+
+
+def eval_loader(
+    split: SkeletonSplit, batch_size: int, context: DistributedContext, num_workers: int = 0
+) -> DataLoader:
+    """An in-order loader over ``split``, sharded across ranks under DDP."""
+    sampler: Sampler
+    if context.is_distributed:
+        sampler = DistributedSampler(split, context.world_size, context.rank, shuffle=False)
+    else:
+        sampler = SequentialSampler(split)
+    return DataLoader(split, batch_size=batch_size, sampler=sampler, num_workers=num_workers)
+
+
+def torch_threads(threads: int | None) -> None:
+    """Apply the configured CPU thread count (None keeps torch's default)."""
+    if threads is not None:
+        torch.set_num_threads(threads)

@@ -1,0 +1,450 @@
+"""The training loop: epochs of SGD with a warm-up schedule, checkpoints, evaluation and plots.
+
+:func:`train` is the entry point (``shapmix train`` calls it).  The loop is method-agnostic:
+mixing and saliency estimation plug in through :mod:`shapmix.engine.methods`.
+
+Run directory (``out_dir``)::
+
+    config.yaml         the resolved configuration
+    train.log           what was printed
+    metrics.jsonl       one JSON object per epoch (loss, train accuracy, lr, time, val metrics)
+    metrics.json        final test metrics (last epoch; plus best-on-validation if configured)
+    test_scores.npz     per-sample test logits (names, logits, labels) for ensembling
+    last.pt             everything needed to resume exactly, written atomically every epoch
+    best.pt             best epoch on the validation split (only with data.val_split)
+    class_accuracy.png  per-class test accuracy ordered by training frequency, groups marked
+    training_curves.png loss, accuracy and learning rate per epoch
+    tensorboard/        TensorBoard events (log.tensorboard=true)
+
+Resume is exact on the CPU: the shuffling and augmentation generators are derived from
+``(seed, epoch, rank)`` and every other RNG state is checkpointed, so an interrupted run resumed
+from ``last.pt`` ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from tqdm import tqdm
+
+from ..config import Config, config_to_dict
+from ..data.longtail import group_classes
+from ..losses import build_loss
+from .builders import (
+    RunData,
+    build_pipelines,
+    build_run_model,
+    eval_loader,
+    open_run_data,
+    torch_threads,
+)
+from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from .distributed import DistributedContext, init_distributed
+from .evaluate import Metrics, compute_metrics, format_metrics_table, predict, save_scores
+from .methods import TrainingMethod, build_method
+
+__all__ = ["Trainer", "train", "lr_factor", "EpochCallback", "CHECKPOINT_VERSION"]
+
+CHECKPOINT_VERSION = 1
+LOGGER_NAME = "shapmix"
+# Distinct streams of randomness derived from the run seed.
+_SHUFFLE_STREAM, _AUGMENT_STREAM = 1, 2
+
+EpochCallback = Callable[["Trainer", int, dict[str, Any]], None]
+
+
+def lr_factor(step: int, steps_per_epoch: int, schedule: Any, base_lr: float) -> float:
+    """Learning-rate multiplier for optimiser step ``step`` (0-based).
+
+    Linear warm-up over ``warmup_epochs`` (the first step already has a small positive rate),
+    then multistep (``gamma`` at each milestone epoch) or cosine decay to ``min_lr``.
+    """
+    epoch = step / steps_per_epoch
+    if epoch < schedule.warmup_epochs:
+        return (step + 1) / (schedule.warmup_epochs * steps_per_epoch)
+    if schedule.kind == "multistep":
+        return schedule.gamma ** sum(epoch >= milestone for milestone in schedule.milestones)
+    span = max(schedule.epochs - schedule.warmup_epochs, 1e-8)
+    progress = min((epoch - schedule.warmup_epochs) / span, 1.0)
+    floor = schedule.min_lr / base_lr
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _derived_seed(seed: int, stream: int, epoch: int, rank: int = 0) -> int:
+    return int(np.random.SeedSequence([seed, stream, epoch, rank]).generate_state(1)[0])
+
+
+def _setup_logger(out_dir: Path, is_main: bool) -> logging.Logger:
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.setLevel(logging.INFO if is_main else logging.WARNING)
+    logger.propagate = False
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+    if is_main:
+        console = logging.StreamHandler(sys.stdout)
+        console.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(console)
+        file_handler = logging.FileHandler(out_dir / "train.log")
+        file_handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        logger.addHandler(file_handler)
+    return logger
+
+
+@dataclass
+class EpochStats:
+    loss_sum: float = 0.0
+    correct: int = 0
+    samples: int = 0
+    steps: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Trainer:
+    """Trains one configured run in ``out_dir``.
+
+    Args:
+        config: the validated run configuration.
+        out_dir: run directory (created).
+        resume: continue from ``out_dir/last.pt`` if it exists.
+        callbacks: called as ``callback(trainer, epoch, epoch_record)`` after each epoch's
+            checkpoint is written (e.g. to stop early or to report progress).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        out_dir: str | Path,
+        resume: bool = False,
+        callbacks: Sequence[EpochCallback] = (),
+    ) -> None:
+        self.config = config
+        self.out_dir = Path(out_dir)
+        self.callbacks = list(callbacks)
+        self.context, self.device = init_distributed(config.train.device)
+        if self.context.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.context.barrier()
+        self.logger = _setup_logger(self.out_dir, self.context.is_main)
+        torch_threads(config.train.threads)
+        torch.manual_seed(config.train.seed)
+        np.random.seed(config.train.seed % 2**32)
+
+        self.data: RunData = open_run_data(config, self.context)
+        dataset = self.data.dataset
+        self.train_counts = self.data.train_counts
+        self.groups = group_classes(
+            self.train_counts, config.data.many_threshold, config.data.few_threshold
+        )
+        self.train_pipeline, self.test_pipeline = build_pipelines(config, dataset)
+        self.model = build_run_model(config, dataset).to(self.device)
+        self.criterion = build_loss(config.loss.name, self.train_counts, config.loss.tau).to(self.device)
+        self.method: TrainingMethod = build_method(
+            config.method, dataset.num_classes, self.train_counts, dataset.layout, config.train.seed
+        )
+        self.ddp_model: nn.Module = self.model
+        if self.context.is_distributed:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp_model = DistributedDataParallel(self.model, device_ids=device_ids)
+
+        if config.train.batch_size % self.context.world_size:
+            raise ValueError(
+                f"train.batch_size={config.train.batch_size} is not divisible by the "
+                f"{self.context.world_size} processes"
+            )
+        self.local_batch = config.train.batch_size // self.context.world_size
+        if len(self.data.train) < config.train.batch_size:
+            raise ValueError(
+                f"the training split has {len(self.data.train)} samples, fewer than one batch "
+                f"(train.batch_size={config.train.batch_size})"
+            )
+        self.steps_per_epoch = len(self.data.train) // config.train.batch_size
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(),
+            lr=config.optim.lr,
+            momentum=config.optim.momentum,
+            nesterov=config.optim.nesterov,
+            weight_decay=config.optim.weight_decay,
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda step: lr_factor(step, self.steps_per_epoch, config.schedule, config.optim.lr),
+        )
+        self.start_epoch = 0
+        self.history: list[dict[str, Any]] = []
+        self.best_val: float | None = None
+        self.tensorboard = self._open_tensorboard() if config.log.tensorboard else None
+        if resume:
+            self._resume()
+        elif self.context.is_main:
+            (self.out_dir / "config.yaml").write_text(
+                yaml.safe_dump(config_to_dict(config), sort_keys=False), encoding="utf-8"
+            )
+
+    # ----------------------------------------------------------------------------- state
+    def _open_tensorboard(self) -> Any:
+        if not self.context.is_main:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as error:
+            raise RuntimeError(
+                "log.tensorboard=true needs TensorBoard: pip install 'shapmix[tensorboard]'"
+            ) from error
+        return SummaryWriter(str(self.out_dir / "tensorboard"))
+
+    def state_dict(self, epoch: int) -> dict[str, Any]:
+        """Everything needed to resume after ``epoch`` (0-based, finished)."""
+        return {
+            "version": CHECKPOINT_VERSION,
+            "epoch": epoch,
+            "config": config_to_dict(self.config),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "method": self.method.state_dict(),
+            "rng": capture_rng_state(),
+            "history": self.history,
+            "best_val": self.best_val,
+            "class_names": list(self.data.dataset.class_names),
+            "train_counts": self.train_counts.tolist(),
+        }
+
+    def _resume(self) -> None:
+        path = self.out_dir / "last.pt"
+        if not path.exists():
+            self.logger.info(f"no checkpoint at {path}: starting from scratch")
+            return
+        state = load_checkpoint(path, map_location=self.device)
+        if state.get("version") != CHECKPOINT_VERSION:
+            raise ValueError(f"{path}: checkpoint version {state.get('version')} is not supported")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.method.load_state_dict(state["method"])
+        restore_rng_state(state["rng"])
+        self.history = list(state["history"])
+        self.best_val = state["best_val"]
+        self.start_epoch = int(state["epoch"]) + 1
+        self.logger.info(f"resumed from {path} after epoch {self.start_epoch}")
+
+    # ----------------------------------------------------------------------------- loop
+    def _train_loader(self, epoch: int) -> DataLoader:
+        seed = _derived_seed(self.config.train.seed, _SHUFFLE_STREAM, 0)
+        if self.context.is_distributed:
+            sampler = DistributedSampler(
+                self.data.train, self.context.world_size, self.context.rank, shuffle=True, seed=seed % 2**31, drop_last=True
+            )
+            sampler.set_epoch(epoch)
+        else:
+            generator = torch.Generator().manual_seed(_derived_seed(self.config.train.seed, _SHUFFLE_STREAM, epoch))
+            sampler = RandomSampler(self.data.train, generator=generator)
+        return DataLoader(
+            self.data.train,
+            batch_size=self.local_batch,
+            sampler=sampler,
+            drop_last=True,
+            num_workers=self.config.data.num_workers,
+            pin_memory=self.device.type == "cuda",
+        )
+
+    def _train_epoch(self, epoch: int) -> dict[str, Any]:
+        self.ddp_model.train()
+        augment = torch.Generator().manual_seed(
+            _derived_seed(self.config.train.seed, _AUGMENT_STREAM, epoch, self.context.rank)
+        )
+        totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, samples
+        started = time.perf_counter()
+        loader = self._train_loader(epoch)
+        bar = tqdm(
+            loader,
+            total=self.steps_per_epoch,
+            desc=f"epoch {epoch + 1}/{self.config.schedule.epochs}",
+            disable=not (self.context.is_main and self.config.log.progress),
+            leave=False,
+            dynamic_ncols=True,
+        )
+        for step, batch in enumerate(bar):
+            if step >= self.steps_per_epoch:
+                break
+            x = batch.x.to(self.device, non_blocking=True)
+            y = batch.label.to(self.device, non_blocking=True)
+            x, _ = self.train_pipeline(x, batch.length.to(self.device), augment)
+            global_step = epoch * self.steps_per_epoch + step
+            self.method.before_step(self.model, x, y, epoch, global_step)
+            mixed = self.method.mix(x, y, epoch)
+            if mixed is None:
+                logits = self.ddp_model(x)
+                loss = self.criterion(logits, y)
+            else:
+                x_mixed, soft_targets = mixed
+                all_logits = self.ddp_model(torch.cat([x, x_mixed]))
+                logits = all_logits[: len(x)]
+                loss = self.criterion(logits, y) + self.criterion(all_logits[len(x):], soft_targets)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            with torch.no_grad():
+                batch_loss = loss.detach().double().cpu()
+                batch_correct = (logits.argmax(1) == y).sum().double().cpu()
+            totals += torch.stack([batch_loss * len(y), batch_correct, torch.tensor(float(len(y)), dtype=torch.float64)])
+            if step % 10 == 0:
+                elapsed = time.perf_counter() - started
+                bar.set_postfix(
+                    loss=f"{totals[0].item() / totals[2].item():.3f}",
+                    samples_per_s=f"{totals[2].item() * self.context.world_size / max(elapsed, 1e-9):.0f}",
+                )
+        bar.close()
+        self.context.all_reduce_sum(totals)
+        seconds = time.perf_counter() - started
+        return {
+            "epoch": epoch + 1,
+            "loss": totals[0].item() / max(totals[2].item(), 1),
+            "train_top1": 100.0 * totals[1].item() / max(totals[2].item(), 1),
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "seconds": seconds,
+            "samples_per_s": totals[2].item() / max(seconds, 1e-9),
+        }
+
+    def _prepare_test(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.test_pipeline(x, lengths)[0]
+
+    def evaluate_split(self, split_name: str) -> tuple[Metrics, np.ndarray, np.ndarray, np.ndarray]:
+        """Eval-mode metrics on ``test`` or ``val``: ``(metrics, rows, logits, labels)``."""
+        split = self.data.test if split_name == "test" else self.data.val
+        if split is None:
+            raise ValueError(f"no {split_name} split configured")
+        loader = eval_loader(split, self.config.train.eval_batch_size, self.context, self.config.data.num_workers)
+        rows, logits, labels = predict(self.model, loader, self._prepare_test, self.device, self.context)
+        metrics = compute_metrics(
+            logits, labels, self.train_counts, self.config.data.many_threshold, self.config.data.few_threshold
+        )
+        return metrics, rows, logits, labels
+
+    def fit(self) -> dict[str, Any]:
+        """Train the remaining epochs, then evaluate the last epoch on the test split."""
+        cfg = self.config
+        if self.start_epoch == 0:
+            self._log_setup()
+        for epoch in range(self.start_epoch, cfg.schedule.epochs):
+            record = self._train_epoch(epoch)
+            if self.data.val is not None:
+                val_metrics = self.evaluate_split("val")[0]
+                record["val"] = val_metrics.summary()
+                is_best = self.best_val is None or (val_metrics.top1 > self.best_val)
+                if is_best:
+                    self.best_val = val_metrics.top1
+                    record["best_val"] = True
+            self.history.append(record)
+            self._log_epoch(record)
+            if self.context.is_main:
+                state = self.state_dict(epoch)
+                save_checkpoint(state, self.out_dir / "last.pt")
+                if record.get("best_val"):
+                    save_checkpoint(state, self.out_dir / "best.pt")
+            self.context.barrier()
+            for callback in self.callbacks:
+                callback(self, epoch, record)
+        return self._finish()
+
+    def _log_setup(self) -> None:
+        dataset = self.data.dataset
+        params = sum(p.numel() for p in self.model.parameters())
+        counts = self.train_counts
+        self.logger.info(
+            f"data: {dataset.root} ({dataset.layout.name}, {dataset.num_classes} classes), "
+            f"train {len(self.data.train)} samples (per class {counts.max()}..{counts.min()}, "
+            f"imbalance {counts.max() / max(counts.min(), 1):.0f}), test {len(self.data.test)}"
+        )
+        self.logger.info(
+            f"model: {self.config.model.name} ({params / 1e6:.3f}M parameters) on {self.device}, "
+            f"{self.context.world_size} process(es), loss {self.config.loss.name}, "
+            f"method {self.config.method.name}, {self.config.schedule.epochs} epochs x "
+            f"{self.steps_per_epoch} steps"
+        )
+
+    def _log_epoch(self, record: dict[str, Any]) -> None:
+        if not self.context.is_main:
+            return
+        text = (
+            f"epoch {record['epoch']:>3}/{self.config.schedule.epochs}: loss {record['loss']:.4f} "
+            f"train top1 {record['train_top1']:.1f} lr {record['lr']:.4g} "
+            f"({record['seconds']:.1f}s, {record['samples_per_s']:.0f} samples/s)"
+        )
+        if "val" in record:
+            text += f" val top1 {record['val']['top1']:.1f}"
+        self.logger.info(text)
+        with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if self.tensorboard is not None:
+            step = record["epoch"]
+            for key in ("loss", "train_top1", "lr", "samples_per_s"):
+                self.tensorboard.add_scalar(f"train/{key}", record[key], step)
+            for key, value in record.get("val", {}).items():
+                if isinstance(value, (int, float)):
+                    self.tensorboard.add_scalar(f"val/{key}", value, step)
+
+    def _finish(self) -> dict[str, Any]:
+        metrics, rows, logits, labels = self.evaluate_split("test")
+        result: dict[str, Any] = {"test": metrics.to_dict(), "epochs": self.config.schedule.epochs}
+        if self.data.val is not None and (self.out_dir / "best.pt").exists():
+            best = load_checkpoint(self.out_dir / "best.pt", map_location=self.device)
+            last_weights = {k: v.clone() for k, v in self.model.state_dict().items()}
+            self.model.load_state_dict(best["model"])
+            best_metrics = self.evaluate_split("test")[0]
+            self.model.load_state_dict(last_weights)
+            result["test_best_val"] = {**best_metrics.summary(), "epoch": int(best["epoch"]) + 1}
+        if self.context.is_main:
+            (self.out_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+            names = [self.data.dataset.names[i] for i in rows]
+            save_scores(self.out_dir / "test_scores.npz", names, logits, labels)
+            self.logger.info(format_metrics_table(metrics, "test"))
+            if self.config.log.plots:
+                self._plot(metrics)
+            if self.tensorboard is not None:
+                for key, value in metrics.summary().items():
+                    if isinstance(value, (int, float)):
+                        self.tensorboard.add_scalar(f"test/{key}", value, self.config.schedule.epochs)
+                self.tensorboard.close()
+            self.logger.info(f"run directory: {self.out_dir}")
+        return result
+
+    def _plot(self, metrics: Metrics) -> None:
+        from ..viz.plots import plot_class_accuracy, plot_training_curves
+
+        plot_class_accuracy(
+            metrics.per_class,
+            self.train_counts,
+            self.groups,
+            self.data.dataset.class_names,
+            self.out_dir / "class_accuracy.png",
+        )
+        plot_training_curves(self.history, self.out_dir / "training_curves.png")
+
+    def close(self) -> None:
+        self.context.close()
+
+
+def train(
+    config: Config, out_dir: str | Path, resume: bool = False, callbacks: Sequence[EpochCallback] = ()
+) -> dict[str, Any]:
+    """Train ``config`` in ``out_dir`` and return the final metrics (see :class:`Trainer`)."""
+    trainer = Trainer(config, out_dir, resume=resume, callbacks=callbacks)
+    try:
+        return trainer.fit()
+    finally:
+        trainer.close()

@@ -1,0 +1,126 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from shapmix.cli import main
+from shapmix.engine.checkpoint import load_checkpoint
+from shapmix.engine.evaluate import evaluate_checkpoint
+from shapmix.engine.trainer import Trainer, lr_factor, train
+from shapmix.config import ScheduleConfig
+
+from helpers import make_tiny_dataset, tiny_config, tiny_overrides
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    return make_tiny_dataset(tmp_path_factory.mktemp("tiny") / "data")
+
+
+def test_run_directory_holds_everything(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    result = train(tiny_config(tiny_data, extra=["loss.name=balanced_softmax", "data.val_split=val"]), out)
+    names = {p.name for p in out.iterdir()}
+    assert {"config.yaml", "train.log", "metrics.jsonl", "metrics.json", "test_scores.npz", "last.pt",
+            "best.pt", "class_accuracy.png", "training_curves.png"} <= names
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"]["group_sizes"] == {"many": 1, "medium": 2, "few": 1}
+    assert metrics["test"]["num_samples"] == 16
+    assert "test_best_val" in metrics
+    scores = np.load(out / "test_scores.npz")
+    assert scores["logits"].shape == (16, 4) and len(set(scores["names"])) == 16
+    top1 = 100 * np.mean(scores["logits"].argmax(1) == scores["labels"])
+    assert top1 == pytest.approx(result["test"]["top1"])
+    # the checkpoint is loadable without unpickling arbitrary objects
+    state = torch.load(out / "last.pt", weights_only=True)
+    assert state["epoch"] == 1 and "rng" in state and "optimizer" in state
+
+
+def test_interrupted_and_resumed_run_matches_uninterrupted(tiny_data, tmp_path):
+    config = tiny_config(tiny_data, epochs=3)
+    full = tmp_path / "full"
+    train(config, full)
+
+    class Interrupt(Exception):
+        pass
+
+    def crash_after_first_epoch(trainer, epoch, record):
+        if epoch == 0:
+            raise Interrupt
+
+    part = tmp_path / "part"
+    with pytest.raises(Interrupt):
+        train(config, part, callbacks=[crash_after_first_epoch])
+    assert load_checkpoint(part / "last.pt")["epoch"] == 0
+    train(config, part, resume=True)
+    a = load_checkpoint(full / "last.pt")["model"]
+    b = load_checkpoint(part / "last.pt")["model"]
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    # a different seed really gives different weights (the comparison can fail)
+    other = tmp_path / "other"
+    train(tiny_config(tiny_data, epochs=3, extra=["train.seed=1"]), other)
+    c = load_checkpoint(other / "last.pt")["model"]
+    assert any(not torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point())
+
+
+def test_eval_checkpoint_reproduces_final_metrics(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    result = train(tiny_config(tiny_data), out)
+    metrics = evaluate_checkpoint(out / "last.pt", out / "eval")
+    assert metrics.top1 == pytest.approx(result["test"]["top1"])
+    assert (out / "eval" / "eval_test.json").exists()
+
+
+def test_cli_train_eval_and_errors(tiny_data, tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert main(["train", "--out", str(out), *tiny_overrides(tiny_data, epochs=1)]) == 0
+    assert "many(" in capsys.readouterr().out
+    assert main(["eval", "--checkpoint", str(out / "last.pt")]) == 0
+    assert main(["train", "--out", str(tmp_path / "bad"), "optim.lrr=1"]) == 2
+    assert "no key 'lrr' in optim" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "examples:" in capsys.readouterr().out
+
+
+def test_lr_schedule_warmup_then_steps():
+    schedule = ScheduleConfig(epochs=10, warmup_epochs=2, kind="multistep", milestones=[5, 8], gamma=0.1)
+    steps = 10
+    factors = [lr_factor(s, steps, schedule, 0.1) for s in range(100)]
+    assert factors[0] == pytest.approx(1 / 20) and factors[19] == pytest.approx(1.0)
+    assert all(a < b for a, b in zip(factors[:19], factors[1:20]))
+    assert factors[49] == 1.0 and factors[50] == pytest.approx(0.1) and factors[80] == pytest.approx(0.01)
+    cosine = ScheduleConfig(epochs=10, warmup_epochs=0, kind="cosine", min_lr=0.01)
+    assert lr_factor(0, steps, cosine, 0.1) == pytest.approx(1.0)
+    assert lr_factor(99, steps, cosine, 0.1) == pytest.approx(0.1, abs=2e-3)
+
+
+@pytest.mark.slow
+def test_two_process_ddp_run_on_cpu(tiny_data, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "shapmix", "train", "--out", str(out), *tiny_overrides(tiny_data, epochs=2),
+        "train.device=cpu",
+    ]
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"]["num_samples"] == 16  # every test sample scored once across ranks
+    history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(history) == 2
+    # 35 training samples, global batch 8 -> 4 steps of 2 x 4 samples per epoch
+    assert history[0]["samples_per_s"] > 0
+    assert "2 process(es)" in (out / "train.log").read_text()
+    state = load_checkpoint(out / "last.pt")
+    assert not any(key.startswith("module.") for key in state["model"])
