@@ -1,0 +1,69 @@
+"""Mixing for long-tailed skeleton action recognition: Mixup, CutMix, ST-Mix and Shap-Mix.
+
+Shap-Mix (Zhang, Lin, Liu, IJCAI 2024): :class:`STMix` mixes random body-part combinations in a
+random, temporally down-sampled window (Section 3.2); :class:`ShapMix` picks the combinations
+from per-class Shapley saliency (:class:`SaliencyTable`, estimated online with
+:func:`estimate_combination_shapley`) with a tail-aware policy (Section 3.3).
+"""
+
+from .parts import NO_COMPLEMENT, PartCombinations, part_joint_masks
+from .saliency import SaliencyTable
+from .shapley import (
+    ShapleyEstimate,
+    coalition_joint_masks,
+    coalition_values,
+    combination_shapley_values,
+    estimate_combination_shapley,
+    evaluation_mode,
+    mask_parts,
+    mean_sequence,
+    merged_player_weights,
+    shapley_values,
+)
+from .shapmix import ClassScores, Guidance, ShapMix
+from .stmix import (
+    NO_COMBINATION,
+    BatchMixer,
+    CutMix,
+    MixInfo,
+    Mixup,
+    STMix,
+    draw_partners,
+    make_generator,
+    mixed_targets,
+    paste_resized,
+    sample_mixing_ratio,
+    window_mask,
+)
+
+__all__ = [
+    "NO_COMBINATION",
+    "NO_COMPLEMENT",
+    "BatchMixer",
+    "ClassScores",
+    "CutMix",
+    "Guidance",
+    "MixInfo",
+    "Mixup",
+    "PartCombinations",
+    "STMix",
+    "SaliencyTable",
+    "ShapMix",
+    "ShapleyEstimate",
+    "coalition_joint_masks",
+    "coalition_values",
+    "combination_shapley_values",
+    "draw_partners",
+    "estimate_combination_shapley",
+    "evaluation_mode",
+    "make_generator",
+    "mask_parts",
+    "mean_sequence",
+    "merged_player_weights",
+    "mixed_targets",
+    "part_joint_masks",
+    "paste_resized",
+    "sample_mixing_ratio",
+    "shapley_values",
+    "window_mask",
+]

@@ -1,0 +1,233 @@
+"""The per-class part-saliency table of Shap-Mix (Zhang et al., IJCAI 2024, Section 3.3, Eq. 3).
+
+``values[c, s]`` is an exponential moving average of the per-joint Shapley value of part
+combination ``s`` for samples of class ``c`` (estimated online by
+:func:`~shapmix.mixing.shapley.estimate_combination_shapley`); the mixing policy samples
+combinations of class ``c`` from ``P_c = softmax(values[c] / tau)``.
+
+Update rule (one call per estimation step, same on every rank)::
+
+    sum[c, s], n[c, s]  = batch sums and counts of the estimates of class c, combination s,
+                          summed over all ranks (DDP) BEFORE the average
+    mean[c, s]          = sum[c, s] / n[c, s]                  for cells with n[c, s] > 0
+    values[c, s]       <- mean[c, s]                           first update of the cell
+    values[c, s]       <- m values[c, s] + (1 - m) mean[c, s]  later updates
+    counts[c, s]       += 1                                    (EMA steps per cell)
+
+Initialising a cell to its first mean (instead of EMA from 0, as the authors do) removes the
+start-up bias towards 0, which would otherwise decay only as ``m**steps`` and favour combinations
+that happen to be estimated first.  Cells never updated stay at 0.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from os import PathLike
+from typing import Any, Protocol
+
+import torch
+
+from .parts import PartCombinations
+
+__all__ = ["DEFAULT_MOMENTUM", "DEFAULT_TAU", "SaliencyTable", "SumReducer"]
+
+DEFAULT_MOMENTUM = 0.9
+DEFAULT_TAU = 0.2
+
+_CSV_FIELDS = ("class_index", "class", "combination_index", "combination", "value", "count")
+
+
+class SumReducer(Protocol):
+    """What :meth:`SaliencyTable.update` needs from a distributed context
+    (:class:`shapmix.engine.distributed.DistributedContext` fits)."""
+
+    def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor: ...
+
+
+class SaliencyTable:
+    """EMA table of per-joint Shapley values, one row per class and one column per combination.
+
+    Args:
+        num_classes: ``K``.
+        num_combinations: ``S`` (20 for 5 parts and combinations of 2..3 parts).
+        momentum: EMA momentum ``m`` in ``[0, 1)``.
+        class_names: ``K`` names for exports (default ``class_0`` ...).
+        combination_names: ``S`` names for exports (default ``combination_0`` ...).
+        device: where ``values`` and ``counts`` live (default CPU).
+
+    Attributes:
+        values: ``(K, S)`` float32.
+        counts: ``(K, S)`` int64, the number of EMA updates of each cell.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        num_combinations: int,
+        momentum: float = DEFAULT_MOMENTUM,
+        class_names: Sequence[str] | None = None,
+        combination_names: Sequence[str] | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        if num_classes < 1 or num_combinations < 1:
+            raise ValueError(f"need a positive table size, got {num_classes} x {num_combinations}")
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        self.momentum = float(momentum)
+        self.class_names = _names(class_names, num_classes, "class")
+        self.combination_names = _names(combination_names, num_combinations, "combination")
+        self.values = torch.zeros(num_classes, num_combinations, dtype=torch.float32, device=device)
+        self.counts = torch.zeros(num_classes, num_combinations, dtype=torch.int64, device=device)
+
+    @classmethod
+    def from_combinations(
+        cls,
+        num_classes: int,
+        combinations: PartCombinations,
+        momentum: float = DEFAULT_MOMENTUM,
+        class_names: Sequence[str] | None = None,
+        device: torch.device | str | None = None,
+    ) -> SaliencyTable:
+        """A table with one column per combination, named after its parts."""
+        return cls(num_classes, len(combinations), momentum, class_names, combinations.names, device)
+
+    @property
+    def num_classes(self) -> int:
+        return self.values.shape[0]
+
+    @property
+    def num_combinations(self) -> int:
+        return self.values.shape[1]
+
+    @property
+    def device(self) -> torch.device:
+        return self.values.device
+
+    def to(self, device: torch.device | str) -> SaliencyTable:
+        """Move the table to ``device`` (in place) and return it."""
+        self.values = self.values.to(device)
+        self.counts = self.counts.to(device)
+        return self
+
+    @torch.no_grad()
+    def update(
+        self,
+        labels: torch.Tensor,
+        combinations: torch.Tensor,
+        estimates: torch.Tensor,
+        context: SumReducer | None = None,
+    ) -> None:
+        """Fold a batch of estimates into the table (see the module docstring for the rule).
+
+        Args:
+            labels: ``(N,)`` int64 classes.
+            combinations: ``(N,)`` int64 combination indices.
+            estimates: ``(N,)`` per-joint Shapley estimates.
+            context: reduces the batch sums and counts over ranks (``all_reduce_sum``); ``None``
+                for a single process.  Every rank must call ``update`` at the same steps.
+        """
+        if not labels.shape == combinations.shape == estimates.shape or labels.ndim != 1:
+            raise ValueError("labels, combinations and estimates must be (N,) tensors of the same shape")
+        device = estimates.device
+        cell = labels.to(device) * self.num_combinations + combinations.to(device)
+        stats = torch.zeros(2, self.values.numel(), dtype=torch.float32, device=device)
+        stats[0].index_add_(0, cell, estimates.to(torch.float32))
+        stats[1].index_add_(0, cell, torch.ones_like(estimates, dtype=torch.float32))
+        if context is not None:
+            context.all_reduce_sum(stats)
+        stats = stats.to(self.device).reshape(2, *self.values.shape)
+        sums, numbers = stats[0], stats[1]
+        seen = numbers > 0
+        mean = sums / numbers.clamp(min=1.0)
+        smoothed = self.momentum * self.values + (1.0 - self.momentum) * mean
+        updated = torch.where(self.counts == 0, mean, smoothed)
+        self.values = torch.where(seen, updated, self.values)
+        self.counts = self.counts + seen.to(torch.int64)
+
+    def sampling_probs(self, classes: torch.Tensor, tau: float = DEFAULT_TAU) -> torch.Tensor:
+        """``P_c = softmax(values[c] / tau)`` for every class of ``classes`` ``(N,)`` -> ``(N, S)``."""
+        if tau <= 0:
+            raise ValueError(f"tau must be positive, got {tau}")
+        return torch.softmax(self.values[classes.to(self.device)] / tau, dim=1)
+
+    # ----------------------------------------------------------------------- persistence
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain CPU tensors and a float, loadable with ``torch.load(weights_only=True)``."""
+        return {"values": self.values.cpu().clone(), "counts": self.counts.cpu().clone(), "momentum": self.momentum}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        values, counts = state["values"], state["counts"]
+        if values.shape != self.values.shape or counts.shape != self.counts.shape:
+            raise ValueError(f"saliency table of shape {tuple(values.shape)} does not fit {tuple(self.values.shape)}")
+        self.values = values.to(device=self.device, dtype=torch.float32).clone()
+        self.counts = counts.to(device=self.device, dtype=torch.int64).clone()
+        self.momentum = float(state["momentum"])
+
+    def to_json(self, path: str | PathLike) -> None:
+        """Write names, momentum, values and counts as JSON (floats round-trip exactly)."""
+        document = {
+            "momentum": self.momentum,
+            "classes": list(self.class_names),
+            "combinations": list(self.combination_names),
+            "values": self.values.cpu().tolist(),
+            "counts": self.counts.cpu().tolist(),
+        }
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(document, handle, indent=1)
+
+    @classmethod
+    def from_json(cls, path: str | PathLike) -> SaliencyTable:
+        """Read a table written by :meth:`to_json`."""
+        with open(path, encoding="utf-8") as handle:
+            document = json.load(handle)
+        table = cls(
+            len(document["classes"]),
+            len(document["combinations"]),
+            document["momentum"],
+            document["classes"],
+            document["combinations"],
+        )
+        table.values = torch.tensor(document["values"], dtype=torch.float32)
+        table.counts = torch.tensor(document["counts"], dtype=torch.int64)
+        return table
+
+    def to_csv(self, path: str | PathLike) -> None:
+        """Write one row per cell: class and combination (index and name), value, count."""
+        values, counts = self.values.cpu().tolist(), self.counts.cpu().tolist()
+        with open(path, "w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(_CSV_FIELDS)
+            for k, class_name in enumerate(self.class_names):
+                for s, combination_name in enumerate(self.combination_names):
+                    writer.writerow([k, class_name, s, combination_name, repr(values[k][s]), counts[k][s]])
+
+    @classmethod
+    def from_csv(cls, path: str | PathLike, momentum: float = DEFAULT_MOMENTUM) -> SaliencyTable:
+        """Read a table written by :meth:`to_csv` (the CSV does not store the momentum)."""
+        with open(path, encoding="utf-8", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        class_names = {int(row["class_index"]): row["class"] for row in rows}
+        combination_names = {int(row["combination_index"]): row["combination"] for row in rows}
+        table = cls(
+            len(class_names),
+            len(combination_names),
+            momentum,
+            [class_names[k] for k in range(len(class_names))],
+            [combination_names[s] for s in range(len(combination_names))],
+        )
+        for row in rows:
+            k, s = int(row["class_index"]), int(row["combination_index"])
+            table.values[k, s] = float(row["value"])
+            table.counts[k, s] = int(row["count"])
+        return table
+
+
+def _names(names: Sequence[str] | None, size: int, prefix: str) -> tuple[str, ...]:
+    if names is None:
+        return tuple(f"{prefix}_{index}" for index in range(size))
+    if len(names) != size:
+        raise ValueError(f"expected {size} {prefix} names, got {len(names)}")
+    return tuple(str(name) for name in names)

@@ -1,0 +1,373 @@
+"""Shapley values of body parts and part combinations (Shap-Mix, Zhang et al., IJCAI 2024, Sec. 3.3).
+
+The game: the players are the ``P`` body parts of a layout (5), and the worth of a coalition
+``S`` of parts for a sample ``(x, y)`` is ``v(S) = softmax(f(x_S))[y]``, the model's probability
+of the true class when only the parts in ``S`` are kept and every other joint is replaced, in
+all frames, by a baseline sequence (the dataset's mean sequence in the model's input space).
+
+Three tools, all pure functions:
+
+* exact values from the worths of all ``2**P`` coalitions (:func:`shapley_values` for single
+  parts, :func:`combination_shapley_values` for combinations treated as one merged player,
+  Eq. 2 of the paper), with :func:`coalition_values` computing those worths with a model;
+* the online Monte-Carlo estimator :func:`estimate_combination_shapley`: one unbiased
+  single-draw estimate per sample, each sample with its own combination and coalition;
+* :func:`mean_sequence`, the baseline.
+
+Coalitions are indexed by bitmask: index ``b`` of a ``(..., 2**P)`` tensor is the coalition of
+the parts ``p`` with bit ``p`` of ``b`` set (so index 0 is the empty coalition, ``2**P - 1`` all).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cache
+from math import factorial
+
+import torch
+from torch import nn
+
+from ..skeleton.layouts import Layout
+from .parts import PartCombinations, part_joint_masks
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "ShapleyEstimate",
+    "coalition_joint_masks",
+    "coalition_values",
+    "combination_shapley_values",
+    "estimate_combination_shapley",
+    "evaluation_mode",
+    "mask_parts",
+    "mean_sequence",
+    "merged_player_weights",
+    "shapley_values",
+]
+
+DEFAULT_CHUNK_SIZE = 256
+"""Samples per forward pass in :func:`coalition_values`."""
+
+_OUTSIDE_KEY = 2.0
+"""Random sort key given to parts that may not join ``T`` (keys of the others lie in [0, 1))."""
+
+
+# --------------------------------------------------------------------------- exact values
+
+
+def _num_players(num_coalitions: int) -> int:
+    num_players = num_coalitions.bit_length() - 1
+    if num_coalitions < 2 or 2**num_players != num_coalitions:
+        raise ValueError(f"the last dimension must hold 2**P coalition values, got {num_coalitions}")
+    return num_players
+
+
+def merged_player_weights(num_players: int, groups: tuple[int, ...]) -> torch.Tensor:
+    """Linear map from coalition worths to the Shapley value of each group as one merged player.
+
+    For a group ``G`` (a bitmask), the game is reduced to ``n = P - |G| + 1`` players: ``G``
+    merged into one, plus each part outside ``G``.  Its Shapley value is
+
+    ``phi(G) = sum_{T subset of U minus G} |T|! (n - 1 - |T|)! / n! * [v(G u T) - v(T)]``
+
+    (Eq. 2 of the paper); for a single part this is the ordinary Shapley value.
+
+    Args:
+        num_players: ``P``.
+        groups: bitmasks of the ``G`` groups (non-empty).
+
+    Returns:
+        ``(2**P, G)`` float64 matrix ``W`` with ``phi = values @ W``.
+    """
+    return _merged_player_weights(num_players, tuple(groups)).clone()
+
+
+@cache
+def _merged_player_weights(num_players: int, groups: tuple[int, ...]) -> torch.Tensor:
+    """Cached :func:`merged_player_weights` (callers must not modify the result)."""
+    num_coalitions = 2**num_players
+    full = num_coalitions - 1
+    weights = torch.zeros(num_coalitions, len(groups), dtype=torch.float64)
+    for column, group in enumerate(groups):
+        if not 0 < group <= full:
+            raise ValueError(f"group bitmask {group} is not a non-empty coalition of {num_players} players")
+        players = num_players - group.bit_count() + 1
+        for coalition in range(num_coalitions):
+            if coalition & group:
+                continue
+            size = coalition.bit_count()
+            weight = factorial(size) * factorial(players - 1 - size) / factorial(players)
+            weights[coalition | group, column] += weight
+            weights[coalition, column] -= weight
+    return weights
+
+
+def _apply_weights(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    result = values.to(torch.float64) @ weights.to(values.device)
+    return result.to(values.dtype) if values.is_floating_point() else result
+
+
+def shapley_values(values: torch.Tensor) -> torch.Tensor:
+    """Exact Shapley value of every player.
+
+    Args:
+        values: ``(..., 2**P)`` worths of all coalitions, indexed by bitmask.
+
+    Returns:
+        ``(..., P)``; for every batch entry the values sum to ``v(all) - v(empty)`` (efficiency).
+    """
+    num_players = _num_players(values.shape[-1])
+    groups = tuple(1 << player for player in range(num_players))
+    return _apply_weights(values, _merged_player_weights(num_players, groups))
+
+
+def combination_shapley_values(
+    values: torch.Tensor, combinations: Sequence[Sequence[int]] | PartCombinations
+) -> torch.Tensor:
+    """Exact Shapley value of each combination treated as one merged player (Eq. 2).
+
+    Args:
+        values: ``(..., 2**P)`` worths of all coalitions, indexed by bitmask.
+        combinations: ``S`` collections of player indices, or a :class:`PartCombinations`.
+
+    Returns:
+        ``(..., S)``, not divided by joint counts.  A singleton's value is its Shapley value.
+    """
+    if isinstance(combinations, PartCombinations):
+        combinations = combinations.combinations
+    num_players = _num_players(values.shape[-1])
+    groups = tuple(sum(1 << player for player in set(combo)) for combo in combinations)
+    return _apply_weights(values, _merged_player_weights(num_players, groups))
+
+
+# --------------------------------------------------------------------------- the game on a model
+
+
+def coalition_joint_masks(layout: str | Layout) -> torch.Tensor:
+    """``(2**P, V)`` bool: joint ``v`` is kept in the coalition with bitmask index ``b``."""
+    part_masks = part_joint_masks(layout)
+    num_parts = part_masks.shape[0]
+    bits = (torch.arange(2**num_parts)[:, None] >> torch.arange(num_parts)[None, :]) & 1
+    return (bits @ part_masks.to(torch.int64)).bool()
+
+
+def mask_parts(x: torch.Tensor, keep: torch.Tensor, baseline: torch.Tensor) -> torch.Tensor:
+    """Keep the chosen joints of each sample and replace the others by the baseline, in all frames.
+
+    Args:
+        x: ``(N, C, T, V, M)``.
+        keep: ``(N, V)`` bool.
+        baseline: ``(C, T, V, M)`` (or broadcastable to it), e.g. :func:`mean_sequence`.
+
+    Returns:
+        ``(N, C, T, V, M)``.
+    """
+    keep = keep.to(x.device)[:, None, None, :, None]
+    return torch.where(keep, x, baseline.to(device=x.device, dtype=x.dtype))
+
+
+@contextmanager
+def evaluation_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode, without gradients, and restore every submodule's previous
+    train/eval flag afterwards (also when some submodules were frozen in eval mode)."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield model
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def _true_class_probability(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``softmax(model(x))[n, y[n]]`` as ``(N,)`` float32."""
+    probs = torch.softmax(model(x).float(), dim=1)
+    return probs.gather(1, y.to(probs.device)[:, None]).squeeze(1)
+
+
+def coalition_values(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    baseline: torch.Tensor,
+    layout: str | Layout,
+    batch_size: int = DEFAULT_CHUNK_SIZE,
+) -> torch.Tensor:
+    """Worths ``v(S) = softmax(f(x_S))[y]`` of all ``2**P`` coalitions of every sample.
+
+    ``N * 2**P`` masked inputs are evaluated in eval mode without gradients, ``batch_size`` at a
+    time; the model's train/eval mode is restored afterwards.
+
+    Args:
+        model: maps ``(B, C, T, V, M)`` to logits ``(B, K)``.
+        x: ``(N, C, T, V, M)`` model inputs.
+        y: ``(N,)`` int64 true classes.
+        baseline: ``(C, T, V, M)`` replacement for absent parts, in the model's input space.
+        layout: the skeleton layout whose parts are the players.
+        batch_size: masked inputs per forward pass.
+
+    Returns:
+        ``(N, 2**P)`` float32 on ``x.device``, indexed by coalition bitmask.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    keep = coalition_joint_masks(layout).to(x.device)
+    num_coalitions = keep.shape[0]
+    y = y.to(x.device)
+    flat = torch.arange(x.shape[0] * num_coalitions, device=x.device)
+    pieces = []
+    with evaluation_mode(model):
+        for chunk in flat.split(batch_size):
+            sample, coalition = chunk // num_coalitions, chunk % num_coalitions
+            masked = mask_parts(x[sample], keep[coalition], baseline)
+            pieces.append(_true_class_probability(model, masked, y[sample]))
+    return torch.cat(pieces).reshape(x.shape[0], num_coalitions)
+
+
+# --------------------------------------------------------------------------- Monte-Carlo estimate
+
+
+@dataclass(frozen=True)
+class ShapleyEstimate:
+    """Per-sample single-draw estimates.
+
+    Attributes:
+        values: ``(N,)`` float32, ``[v(S u T) - v(T)] / joints(S)`` (clipped at 0 if requested).
+        combinations: ``(N,)`` int64, the index of each sample's combination ``S``.
+        coalitions: ``(N,)`` int64, the bitmask of each sample's coalition ``T``.
+    """
+
+    values: torch.Tensor
+    combinations: torch.Tensor
+    coalitions: torch.Tensor
+
+
+def _draw_coalitions(
+    in_combination: torch.Tensor, generator: torch.Generator | None
+) -> torch.Tensor:
+    """Per sample, a coalition ``T`` of the parts outside ``S`` drawn with the Shapley weights.
+
+    ``|T|`` is uniform in ``0..r`` (``r`` = number of parts outside ``S``), then ``T`` is uniform
+    among the subsets of that size: ``P(T) = |T|! (r - |T|)! / (r + 1)!``, exactly the weight of
+    ``T`` in Eq. 2, so ``v(S u T) - v(T)`` is an unbiased estimate of ``phi(S)``.
+
+    Args:
+        in_combination: ``(N, P)`` bool, the parts of each sample's ``S`` (CPU).
+
+    Returns:
+        ``(N, P)`` bool, the parts of each sample's ``T`` (CPU).
+    """
+    num_samples, num_parts = in_combination.shape
+    outside = num_parts - in_combination.sum(dim=1)
+    size = (torch.rand(num_samples, generator=generator) * (outside + 1)).floor().long()
+    size = torch.minimum(size, outside)
+    keys = torch.rand(num_samples, num_parts, generator=generator)
+    keys = keys.masked_fill(in_combination, _OUTSIDE_KEY)
+    rank = keys.argsort(dim=1).argsort(dim=1)
+    return rank < size[:, None]
+
+
+def estimate_combination_shapley(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    baseline: torch.Tensor,
+    combinations: PartCombinations,
+    combination: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    clip: bool = True,
+    naive: bool = False,
+) -> ShapleyEstimate:
+    """One Monte-Carlo estimate of a combination's per-joint Shapley value for every sample.
+
+    Each sample ``n`` has its own combination ``S_n`` (uniform over the combinations unless
+    ``combination`` is given) and its own coalition ``T_n`` of the other parts, drawn with the
+    Shapley weights (see :func:`_draw_coalitions`).  The ``2N`` masked inputs ``x_{S u T}`` and
+    ``x_T`` go through the model in ONE forward pass, in eval mode and without gradients (the
+    model's mode is restored afterwards).  The estimate is ``[v(S u T) - v(T)] / joints(S)``;
+    without clipping its expectation is exactly ``phi(S) / joints(S)`` (Eq. 2 and the
+    normalisation of Eq. 3).
+
+    ``clip=True`` (the authors' choice) replaces a negative marginal contribution by 0.  This
+    biases the estimate upwards: ``E[max(D, 0)] >= max(E[D], 0)``, most for combinations whose
+    contributions change sign across coalitions, so the table then ranks combinations by how
+    often and how much they help rather than by their Shapley value.
+
+    ``naive=True`` (warm-up) uses the empty coalition, ``[v(S) - v(empty)] / joints(S)``.
+
+    Args:
+        model: maps ``(B, C, T, V, M)`` to logits ``(B, K)``.
+        x: ``(N, C, T, V, M)`` model inputs.
+        y: ``(N,)`` int64 true classes.
+        baseline: ``(C, T, V, M)`` replacement for absent parts, in the model's input space.
+        combinations: the combinations (and part masks) of the model's layout.
+        combination: optional ``(N,)`` int64 fixed combination index per sample.
+        generator: CPU random generator for ``S`` and ``T`` (``None``: torch's global one).
+        clip: clip marginal contributions at 0 before normalising.
+        naive: use ``T = empty`` instead of a random coalition.
+
+    Returns:
+        :class:`ShapleyEstimate` with tensors on ``x.device``.
+    """
+    num_samples = x.shape[0]
+    if combination is None:
+        combination = torch.randint(len(combinations), (num_samples,), generator=generator)
+    combination = combination.to("cpu", torch.int64)
+    if combination.shape != (num_samples,):
+        raise ValueError(f"combination must have shape ({num_samples},), got {tuple(combination.shape)}")
+    in_combination = combinations.part_membership[combination]
+    if naive:
+        in_coalition = torch.zeros_like(in_combination)
+    else:
+        in_coalition = _draw_coalitions(in_combination, generator)
+
+    part_masks = combinations.part_masks.to(torch.float32)
+    keep_with = ((in_combination | in_coalition).float() @ part_masks).bool()
+    keep_without = (in_coalition.float() @ part_masks).bool()
+    keep = torch.cat([keep_with, keep_without]).to(x.device)
+    y = y.to(x.device)
+    with evaluation_mode(model):
+        probs = _true_class_probability(model, mask_parts(x.repeat(2, 1, 1, 1, 1), keep, baseline), y.repeat(2))
+    marginal = probs[:num_samples] - probs[num_samples:]
+    if clip:
+        marginal = marginal.clamp(min=0.0)
+    joints = combinations.joint_counts[combination].to(device=x.device, dtype=marginal.dtype)
+    powers = 2 ** torch.arange(combinations.num_parts)
+    coalitions = (in_coalition.long() * powers).sum(dim=1)
+    return ShapleyEstimate(
+        values=marginal / joints,
+        combinations=combination.to(x.device),
+        coalitions=coalitions.to(x.device),
+    )
+
+
+# --------------------------------------------------------------------------- baseline
+
+
+def mean_sequence(data: torch.Tensor | Iterable) -> torch.Tensor:
+    """The dataset's mean sequence, the baseline for absent parts.
+
+    Args:
+        data: a ``(N, C, T, V, M)`` tensor, or an iterable of batches (each a tensor or a
+            tuple/list whose first element is the ``(B, C, T, V, M)`` input), e.g. a loader.
+            Pass data already in the model's input space (joint, bone or motion), after the
+            same transforms the model sees, so the baseline matches its inputs.
+
+    Returns:
+        ``(C, T, V, M)`` float32, the mean over samples (accumulated in float64).
+    """
+    batches = [data] if isinstance(data, torch.Tensor) else data
+    total: torch.Tensor | None = None
+    count = 0
+    for batch in batches:
+        x = batch if isinstance(batch, torch.Tensor) else batch[0]
+        if x.ndim != 5:
+            raise ValueError(f"expected batches of shape (N, C, T, V, M), got {tuple(x.shape)}")
+        batch_sum = x.detach().to(torch.float64).sum(dim=0)
+        total = batch_sum if total is None else total + batch_sum
+        count += x.shape[0]
+    if total is None or count == 0:
+        raise ValueError("mean_sequence needs at least one sample")
+    return (total / count).float()

@@ -1,0 +1,528 @@
+"""Batch mixing for skeleton sequences: Mixup, CutMix and ST-Mix.
+
+ST-Mix is the random spatial-temporal mixing of Shap-Mix (Zhang, Lin, Liu, "Shap-Mix:
+Shapley Value Guided Mixing for Long-Tailed Skeleton Based Action Recognition", IJCAI 2024,
+Section 3.2); Mixup is Zhang et al. (ICLR 2018) and CutMix Yun et al. (ICCV 2019), adapted to
+skeletons.  The API follows timm's ``mixup.py``: a mixer is a small object with a typed
+constructor whose ``__call__(x, y)`` returns ``(x_mixed, soft_targets)``.
+
+Shapes: a batch ``x`` is ``(N, C, T, V, M)`` (channels, frames, joints, persons), labels ``y``
+are ``(N,)`` int64, soft targets ``(N, K)`` with rows summing to 1.  Every sample ``i`` is mixed
+with a partner ``j = partner[i]`` (never itself when ``N > 1``) with its own ratio ``lam_i``::
+
+    x'_i = mix(x_i, x_j),    target_i = (1 - lam_i) onehot(y_i) + lam_i onehot(y_j)
+
+Everything is vectorised over the batch.  Random parameters are drawn on the CPU from the
+mixer's own :class:`torch.Generator` (so a seed gives the same output on any device) and then
+moved to ``x.device``.  :meth:`BatchMixer.mix_with_info` also returns a :class:`MixInfo` with
+the drawn parameters (for tests, logging and analysis).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+from ..skeleton.layouts import Layout, get_layout
+from .parts import DEFAULT_MAX_PARTS, DEFAULT_MIN_PARTS, PartCombinations
+
+__all__ = [
+    "DEFAULT_P_MIXUP",
+    "DEFAULT_SEGMENT_FRAMES",
+    "DEFAULT_WINDOW_FRACTION",
+    "NO_COMBINATION",
+    "BatchMixer",
+    "CutMix",
+    "MixInfo",
+    "Mixup",
+    "PartnerMode",
+    "STMix",
+    "draw_partners",
+    "make_generator",
+    "mixed_targets",
+    "paste_resized",
+    "sample_mixing_ratio",
+    "window_mask",
+]
+
+PartnerMode = Literal["shift", "cycle"]
+"""``"shift"``: ``partner = (i + k) mod N`` with one random ``k`` in ``1..N-1`` (the authors').
+``"cycle"``: a uniformly random ``N``-cycle, a permutation without fixed points."""
+
+NO_COMBINATION = -1
+""":attr:`MixInfo.combination` of a sample that was not mixed by part combination."""
+
+DEFAULT_P_MIXUP = 0.25
+DEFAULT_SEGMENT_FRAMES = 4
+DEFAULT_WINDOW_FRACTION = (0.4, 0.7)
+
+_ROUND_DIGITS = 9
+"""Fractions of a segment count are rounded to this many digits before ceil/floor, so that
+e.g. ``0.3 * 10`` counts as 3 segments, not 4."""
+
+
+# --------------------------------------------------------------------------- random parameters
+
+
+def make_generator(generator: torch.Generator | None = None, seed: int | None = None) -> torch.Generator:
+    """The CPU generator a mixer draws from: ``generator`` itself, or a new one seeded with
+    ``seed`` (or with a seed drawn from torch's global generator when both are ``None``)."""
+    if generator is not None:
+        if seed is not None:
+            raise ValueError("pass either generator or seed, not both")
+        if generator.device.type != "cpu":
+            raise ValueError(f"the generator must be a CPU generator, got one on {generator.device}")
+        return generator
+    if seed is None:
+        seed = int(torch.randint(2**62, (1,)).item())
+    return torch.Generator().manual_seed(seed)
+
+
+def _uniform_int(low: torch.Tensor, high: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Per-element integers uniform in ``low..high`` (inclusive), ``(N,)`` int64 on the CPU."""
+    draw = torch.rand(low.shape, generator=generator, dtype=torch.float64)
+    span = (high - low + 1).to(torch.float64)
+    return low + torch.minimum((draw * span).floor().long(), high - low)
+
+
+def draw_partners(num_samples: int, generator: torch.Generator, mode: PartnerMode = "shift") -> torch.Tensor:
+    """Partner index of every sample: ``(N,)`` int64 on the CPU, no fixed points when ``N > 1``.
+
+    ``"shift"`` pairs ``i`` with ``(i + k) mod N`` for one random ``k`` in ``1..N-1``.
+    ``"cycle"`` draws a random order ``o`` and pairs ``o[r]`` with ``o[r + 1]`` (cyclically).
+    A batch of one sample is paired with itself.
+    """
+    index = torch.arange(num_samples)
+    if num_samples == 1:
+        return index
+    if mode == "shift":
+        shift = torch.randint(1, num_samples, (1,), generator=generator)
+        return (index + shift) % num_samples
+    if mode == "cycle":
+        order = torch.randperm(num_samples, generator=generator)
+        partner = torch.empty_like(order)
+        partner[order] = order.roll(-1)
+        return partner
+    raise ValueError(f"unknown partner mode {mode!r}; use 'shift' or 'cycle'")
+
+
+def _check_alpha(alpha: float | None) -> None:
+    if alpha is not None and alpha <= 0:
+        raise ValueError(f"alpha must be positive (or None for U(0, 1)), got {alpha}")
+
+
+def sample_mixing_ratio(num_samples: int, alpha: float | None, generator: torch.Generator) -> torch.Tensor:
+    """``(N,)`` float64 ratios: ``Beta(alpha, alpha)``, or ``U(0, 1)`` when ``alpha`` is ``None``.
+
+    The Beta draw is ``G1 / (G1 + G2)`` with ``G1, G2 ~ Gamma(alpha)`` from the generator.
+    """
+    _check_alpha(alpha)
+    if alpha is None:
+        return torch.rand(num_samples, generator=generator, dtype=torch.float64)
+    shape = torch.full((2, num_samples), float(alpha), dtype=torch.float64)
+    gammas = torch._standard_gamma(shape, generator=generator)
+    total = gammas.sum(dim=0).clamp(min=torch.finfo(torch.float64).tiny)
+    return gammas[0] / total
+
+
+def mixed_targets(
+    y: torch.Tensor, partner: torch.Tensor, lam: torch.Tensor, num_classes: int, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """Soft targets ``(1 - lam_i) onehot(y_i) + lam_i onehot(y_partner[i])``.
+
+    Args:
+        y: ``(N,)`` int64 labels.
+        partner: ``(N,)`` int64 partner indices (same device as ``y``).
+        lam: ``(N,)`` mixing ratios (same device as ``y``).
+        num_classes: ``K``.
+
+    Returns:
+        ``(N, K)`` of ``dtype``; each row sums to 1.
+    """
+    lam = lam.to(dtype)[:, None]
+    own = torch.nn.functional.one_hot(y, num_classes).to(dtype)
+    other = torch.nn.functional.one_hot(y[partner], num_classes).to(dtype)
+    return (1 - lam) * own + lam * other
+
+
+def window_mask(start: torch.Tensor, length: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """``(N, T)`` bool, true on frames ``start_i <= t < start_i + length_i``."""
+    frames = torch.arange(num_frames, device=start.device)[None, :]
+    return (frames >= start[:, None]) & (frames < (start + length)[:, None])
+
+
+def paste_resized(
+    x: torch.Tensor,
+    partner: torch.Tensor,
+    joint_mask: torch.Tensor,
+    window_start: torch.Tensor,
+    window_length: torch.Tensor,
+    donor_start: torch.Tensor,
+    donor_length: torch.Tensor,
+) -> torch.Tensor:
+    """Paste a time-resized clip of each partner into a window of each sample, on chosen joints.
+
+    For sample ``i`` with partner ``j``, the donor clip ``x_j[:, donor_start_i : donor_start_i +
+    donor_length_i]`` is resized in time to ``window_length_i`` frames by linear interpolation
+    (exactly ``F.interpolate(mode="linear", align_corners=False)``) and written into frames
+    ``window_start_i ..`` of ``x_i`` on the joints of ``joint_mask_i`` and for all persons.  With
+    ``donor_length_i = window_length_i`` the clip is copied unchanged.
+
+    Args:
+        x: ``(N, C, T, V, M)``.
+        partner: ``(N,)`` int64.
+        joint_mask: ``(N, V)`` bool, the joints to replace.
+        window_start, window_length: ``(N,)`` int64 target window in frames (length >= 1).
+        donor_start, donor_length: ``(N,)`` int64 donor clip in frames (length >= 1).
+        All index tensors may live on any device; the result is on ``x.device``.
+
+    Returns:
+        ``(N, C, T, V, M)``, a new tensor.
+    """
+    n, c, t, v, m = x.shape
+    window_start, window_length = window_start.cpu(), window_length.cpu()
+    donor_start, donor_length = donor_start.cpu(), donor_length.cpu()
+    # Source position of every output frame, in float64 on the CPU (F.interpolate's formula).
+    offset = torch.arange(t, dtype=torch.float64)[None, :] - window_start[:, None]
+    scale = donor_length.to(torch.float64)[:, None] / window_length.clamp(min=1)[:, None]
+    source = ((offset + 0.5) * scale - 0.5).clamp(min=0.0)
+    last = (donor_length - 1)[:, None]
+    lower = torch.minimum(source.floor().long(), last)
+    upper = torch.minimum(lower + 1, last)
+    weight = (source - lower.to(torch.float64)).clamp(0.0, 1.0)
+    inside = window_mask(window_start, window_length, t)
+    lower = torch.where(inside, lower + donor_start[:, None], 0)
+    upper = torch.where(inside, upper + donor_start[:, None], 0)
+
+    device = x.device
+    donor = x[partner.to(device)]
+
+    def frames(index: torch.Tensor) -> torch.Tensor:
+        index = index.to(device)[:, None, :, None, None].expand(n, c, t, v, m)
+        return torch.gather(donor, 2, index)
+
+    weight = weight.to(device=device, dtype=x.dtype)[:, None, :, None, None]
+    resized = frames(lower) * (1 - weight) + frames(upper) * weight
+    mask = inside.to(device)[:, None, :, None, None] & joint_mask.to(device)[:, None, None, :, None]
+    return torch.where(mask, resized, x)
+
+
+# --------------------------------------------------------------------------- mixers
+
+
+@dataclass(frozen=True)
+class MixInfo:
+    """The parameters a mixer drew for one batch (all ``(N,)`` unless stated, on the CPU).
+
+    Attributes:
+        partner: int64, the partner ``j`` of each sample.
+        lam: float64, the weight of the partner's label (and of its content).
+        global_mix: bool, the sample was mixed globally (Mixup) rather than locally.
+        joint_mask: ``(N, V)`` bool, the joints replaced by local mixing (all false for Mixup).
+        window_start, window_length: int64, the target frames of local mixing.
+        donor_start, donor_length: int64, the partner's frames resized into the window.
+        combination: int64, the index of the pasted part combination, or :data:`NO_COMBINATION`.
+        sampled_combination: int64, the combination the part policy drew (ST-Mix: the pasted
+            one; Shap-Mix: the salient combination, whose complement may have been pasted), or
+            :data:`NO_COMBINATION`.
+    """
+
+    partner: torch.Tensor
+    lam: torch.Tensor
+    global_mix: torch.Tensor
+    joint_mask: torch.Tensor
+    window_start: torch.Tensor
+    window_length: torch.Tensor
+    donor_start: torch.Tensor
+    donor_length: torch.Tensor
+    combination: torch.Tensor
+    sampled_combination: torch.Tensor
+
+
+def _check_batch(x: torch.Tensor, y: torch.Tensor) -> None:
+    if x.ndim != 5:
+        raise ValueError(f"expected a batch of shape (N, C, T, V, M), got {tuple(x.shape)}")
+    if y.shape != (x.shape[0],) or y.dtype != torch.int64:
+        raise ValueError(f"expected int64 labels of shape ({x.shape[0]},), got {y.dtype} {tuple(y.shape)}")
+
+
+class BatchMixer:
+    """Base class: partner drawing, soft targets, the generator and its checkpoint state.
+
+    Args:
+        num_classes: ``K``, the width of the soft targets.
+        partner: how partners are drawn (see :data:`PartnerMode`).
+        generator: CPU generator to draw from (exclusive with ``seed``).
+        seed: seed of a new generator.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        partner: PartnerMode = "shift",
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+    ) -> None:
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be positive, got {num_classes}")
+        if partner not in ("shift", "cycle"):
+            raise ValueError(f"unknown partner mode {partner!r}; use 'shift' or 'cycle'")
+        self.num_classes = num_classes
+        self.partner = partner
+        self.generator = make_generator(generator, seed)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x`` ``(N, C, T, V, M)``, ``y`` ``(N,)`` -> ``(x_mixed (N, C, T, V, M), targets (N, K))``."""
+        x_mixed, targets, _ = self.mix_with_info(x, y)
+        return x_mixed, targets
+
+    def mix_with_info(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, MixInfo]:
+        """Like ``__call__`` and also the drawn :class:`MixInfo`."""
+        raise NotImplementedError
+
+    def _targets(self, x: torch.Tensor, y: torch.Tensor, partner: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype if x.is_floating_point() else torch.float32
+        return mixed_targets(y, partner.to(y.device), lam.to(dtype).to(y.device), self.num_classes, dtype)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The generator's state (a uint8 tensor), so a resumed run draws the same numbers."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+
+
+def _global_mix(x: torch.Tensor, partner: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+    """``(1 - lam_i) x_i + lam_i x_partner[i]`` for ``x`` ``(N, C, T, V, M)``, ``lam`` ``(N,)``."""
+    lam = lam.to(device=x.device, dtype=x.dtype)[:, None, None, None, None]
+    return (1 - lam) * x + lam * x[partner.to(x.device)]
+
+
+class Mixup(BatchMixer):
+    """Global Mixup with a per-sample ratio: ``x'_i = (1 - lam_i) x_i + lam_i x_j``.
+
+    Args:
+        num_classes: ``K``.
+        alpha: ``lam ~ Beta(alpha, alpha)``; ``None`` for ``U(0, 1)`` (ST-Mix's Mixup branch).
+        partner, generator, seed: see :class:`BatchMixer`.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        alpha: float | None = None,
+        partner: PartnerMode = "shift",
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(num_classes, partner, generator, seed)
+        _check_alpha(alpha)
+        self.alpha = alpha
+
+    def mix_with_info(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, MixInfo]:
+        _check_batch(x, y)
+        n, _, _, v, _ = x.shape
+        partner = draw_partners(n, self.generator, self.partner)
+        lam = sample_mixing_ratio(n, self.alpha, self.generator)
+        zeros = torch.zeros(n, dtype=torch.int64)
+        info = MixInfo(
+            partner=partner,
+            lam=lam,
+            global_mix=torch.ones(n, dtype=torch.bool),
+            joint_mask=torch.zeros(n, v, dtype=torch.bool),
+            window_start=zeros,
+            window_length=zeros,
+            donor_start=zeros,
+            donor_length=zeros,
+            combination=torch.full((n,), NO_COMBINATION),
+            sampled_combination=torch.full((n,), NO_COMBINATION),
+        )
+        return _global_mix(x, partner, lam), self._targets(x, y, partner, lam), info
+
+
+class CutMix(BatchMixer):
+    """CutMix for skeletons: a random joint subset in a random frame window is copied from the
+    partner (same frames, no resizing).
+
+    A target ratio ``r ~ Beta(alpha, alpha)`` (or ``U(0, 1)``) is split evenly between the two
+    axes, as CutMix does for an image box: ``round(sqrt(r) T)`` frames at a random offset and
+    ``round(sqrt(r) V)`` joints chosen uniformly.  ``lam`` is the exact replaced fraction
+    ``frames * joints / (T * V)``.
+
+    Args:
+        num_classes: ``K``.
+        alpha: Beta parameter of the target ratio; ``None`` for ``U(0, 1)``.
+        partner, generator, seed: see :class:`BatchMixer`.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        alpha: float | None = None,
+        partner: PartnerMode = "shift",
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(num_classes, partner, generator, seed)
+        _check_alpha(alpha)
+        self.alpha = alpha
+
+    def mix_with_info(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, MixInfo]:
+        _check_batch(x, y)
+        n, _, t, v, _ = x.shape
+        partner = draw_partners(n, self.generator, self.partner)
+        side = sample_mixing_ratio(n, self.alpha, self.generator).sqrt()
+        length = (side * t).round().long()
+        num_joints = (side * v).round().long()
+        start = _uniform_int(torch.zeros(n, dtype=torch.int64), t - length, self.generator)
+        keys = torch.rand(n, v, generator=self.generator)
+        joint_mask = keys.argsort(dim=1).argsort(dim=1) < num_joints[:, None]
+        lam = (length * num_joints).to(torch.float64) / (t * v)
+        x_mixed = paste_resized(x, partner, joint_mask, start, length, start, length)
+        info = MixInfo(
+            partner=partner,
+            lam=lam,
+            global_mix=torch.zeros(n, dtype=torch.bool),
+            joint_mask=joint_mask,
+            window_start=start,
+            window_length=length,
+            donor_start=start,
+            donor_length=length,
+            combination=torch.full((n,), NO_COMBINATION),
+            sampled_combination=torch.full((n,), NO_COMBINATION),
+        )
+        return x_mixed, self._targets(x, y, partner, lam), info
+
+
+class STMix(BatchMixer):
+    """ST-Mix (Shap-Mix, Section 3.2): per sample, global Mixup or body-part/temporal mixing.
+
+    Per sample ``i`` with partner ``j``:
+
+    * with probability ``p_mixup``: Mixup, ``lam ~ U(0, 1)`` (or ``Beta(mixup_alpha, ...)``);
+    * otherwise local mixing.  Spatial: a part combination chosen by the part policy
+      (:meth:`choose_combinations`; ST-Mix: uniform over the combinations of
+      ``min_parts..max_parts`` parts, which for 5 parts equals the authors' "uniform size, then
+      uniform parts").  Temporal: ``T`` is split into ``T // segment_frames`` segments; the
+      target window has ``Ct`` segments, ``Ct`` uniform in ``ceil(lo * segs)..floor(hi * segs)``
+      for ``window_fraction = (lo, hi)`` (7..11 of 16 by default) at a random segment offset;
+      the donor clip of ``x_j`` has ``Ct2`` segments, ``Ct2`` uniform in ``Ct..segs``, at a random
+      segment offset, and is resized to the window's length (temporal down-sampling); it is
+      pasted on the combination's joints for all persons (:func:`paste_resized`), and
+      ``lam = window frames * mixed joints / (T * V)``.
+
+    All parameters are drawn for every sample (both branches), in a fixed order, so the random
+    stream consumed per batch does not depend on the branch outcomes.
+
+    Args:
+        layout: skeleton layout (name or :class:`Layout`), whose 5 parts are mixed.
+        num_classes: ``K``.
+        p_mixup: probability of the global Mixup branch.
+        mixup_alpha: Beta parameter of Mixup's ratio; ``None`` for ``U(0, 1)``.
+        min_parts, max_parts: size range of the mixed part combinations.
+        segment_frames: frames per temporal segment.
+        window_fraction: ``(lo, hi)`` fractions of the segments in the target window.
+        partner, generator, seed: see :class:`BatchMixer`.
+    """
+
+    def __init__(
+        self,
+        layout: str | Layout,
+        num_classes: int,
+        p_mixup: float = DEFAULT_P_MIXUP,
+        mixup_alpha: float | None = None,
+        min_parts: int = DEFAULT_MIN_PARTS,
+        max_parts: int = DEFAULT_MAX_PARTS,
+        segment_frames: int = DEFAULT_SEGMENT_FRAMES,
+        window_fraction: tuple[float, float] = DEFAULT_WINDOW_FRACTION,
+        partner: PartnerMode = "shift",
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(num_classes, partner, generator, seed)
+        if not 0.0 <= p_mixup <= 1.0:
+            raise ValueError(f"p_mixup must be in [0, 1], got {p_mixup}")
+        if segment_frames < 1:
+            raise ValueError(f"segment_frames must be positive, got {segment_frames}")
+        low, high = window_fraction
+        if not 0.0 < low <= high <= 1.0:
+            raise ValueError(f"window_fraction must satisfy 0 < lo <= hi <= 1, got {window_fraction}")
+        self.layout = get_layout(layout)
+        self.combinations = PartCombinations.from_layout(self.layout, min_parts, max_parts)
+        self.p_mixup = p_mixup
+        _check_alpha(mixup_alpha)
+        self.mixup_alpha = mixup_alpha
+        self.segment_frames = segment_frames
+        self.window_fraction = (float(low), float(high))
+
+    def window_segments(self, num_frames: int) -> tuple[int, int, int]:
+        """``(segments, min_window, max_window)`` in segments for a clip of ``num_frames``."""
+        segments = num_frames // self.segment_frames
+        if segments < 1:
+            raise ValueError(f"need at least {self.segment_frames} frames to mix, got {num_frames}")
+        low, high = self.window_fraction
+        smallest = max(1, math.ceil(round(low * segments, _ROUND_DIGITS)))
+        largest = max(smallest, math.floor(round(high * segments, _ROUND_DIGITS)))
+        return segments, smallest, largest
+
+    def choose_combinations(self, y: torch.Tensor, partner: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The part policy: which combination each sample receives from its partner.
+
+        Args:
+            y: ``(N,)`` int64 labels (CPU).
+            partner: ``(N,)`` int64 partner indices (CPU).
+
+        Returns:
+            ``(sampled, pasted)``, each ``(N,)`` int64 combination indices on the CPU: the
+            combination the policy drew and the one whose joints are pasted.  ST-Mix draws
+            uniformly and pastes what it drew.
+        """
+        sampled = torch.randint(len(self.combinations), y.shape, generator=self.generator)
+        return sampled, sampled
+
+    def mix_with_info(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, MixInfo]:
+        _check_batch(x, y)
+        n, _, t, v, _ = x.shape
+        if v != self.combinations.num_joints:
+            raise ValueError(f"layout {self.layout.name!r} has {self.combinations.num_joints} joints, batch has {v}")
+        g = self.generator
+        partner = draw_partners(n, g, self.partner)
+        global_mix = torch.rand(n, generator=g, dtype=torch.float64) < self.p_mixup
+        lam_global = sample_mixing_ratio(n, self.mixup_alpha, g)
+
+        segments, smallest, largest = self.window_segments(t)
+        full = torch.full((n,), segments, dtype=torch.int64)
+        zero = torch.zeros(n, dtype=torch.int64)
+        window = _uniform_int(torch.full((n,), smallest), torch.full((n,), largest), g)
+        window_offset = _uniform_int(zero, full - window, g)
+        donor = _uniform_int(window, full, g)
+        donor_offset = _uniform_int(zero, full - donor, g)
+        sampled, pasted = self.choose_combinations(y.cpu(), partner)
+
+        frames = self.segment_frames
+        joint_mask = self.combinations.joint_masks[pasted]
+        local = paste_resized(
+            x, partner, joint_mask, window_offset * frames, window * frames, donor_offset * frames, donor * frames
+        )
+        lam_local = (window * frames * self.combinations.joint_counts[pasted]).to(torch.float64) / (t * v)
+        branch = global_mix.to(x.device)[:, None, None, None, None]
+        x_mixed = torch.where(branch, _global_mix(x, partner, lam_global), local)
+        lam = torch.where(global_mix, lam_global, lam_local)
+
+        local_only = ~global_mix
+        info = MixInfo(
+            partner=partner,
+            lam=lam,
+            global_mix=global_mix,
+            joint_mask=joint_mask & local_only[:, None],
+            window_start=torch.where(local_only, window_offset * frames, 0),
+            window_length=torch.where(local_only, window * frames, 0),
+            donor_start=torch.where(local_only, donor_offset * frames, 0),
+            donor_length=torch.where(local_only, donor * frames, 0),
+            combination=torch.where(local_only, pasted, NO_COMBINATION),
+            sampled_combination=torch.where(local_only, sampled, NO_COMBINATION),
+        )
+        return x_mixed, self._targets(x, y, partner, lam), info
