@@ -124,3 +124,30 @@ def test_two_process_ddp_run_on_cpu(tiny_data, tmp_path):
     assert "2 process(es)" in (out / "train.log").read_text()
     state = load_checkpoint(out / "last.pt")
     assert not any(key.startswith("module.") for key in state["model"])
+
+
+def test_cli_synth_writes_a_loadable_dataset_and_rejects_unknown_settings(tmp_path, capsys):
+    from shapmix.data.format import load_dataset
+
+    out = tmp_path / "synth"
+    assert main(["synth", "--out", str(out), "num_classes=5", "n_max=12", "imbalance_factor=4",
+                 "test_per_class=2", "seed=3"]) == 0
+    dataset = load_dataset(out)
+    assert dataset.class_counts("train").tolist() == [12, 8, 6, 4, 3]
+    assert "salient_parts" in dataset.metadata
+    assert main(["synth", "--out", str(tmp_path / "bad"), "num_clases=5"]) == 2
+    assert "num_clases" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["mixup", "cutmix", "stmix", "shapmix"])
+def test_every_method_trains_and_resumes_its_state(tiny_data, tmp_path, method):
+    extra = [f"method.name={method}", "method.warmup_epochs=1", "data.window=16"]
+    out = tmp_path / method
+    result = train(tiny_config(tiny_data, epochs=2, extra=extra), out)
+    assert np.isfinite(result["test"]["top1"])
+    state = load_checkpoint(out / "last.pt")["method"]
+    if method == "shapmix":
+        assert state["table"]["counts"].sum() > 0  # the saliency table was updated
+        assert state["baseline"].shape == (3, 16, 25, 2)
+    else:
+        assert "mixer" in state

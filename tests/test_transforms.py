@@ -107,3 +107,18 @@ def test_pipeline_is_deterministic_given_generator():
     assert torch.equal(a, b) and not torch.equal(a, c)
     test_pipe = build_pipeline("ntu25", train=False, window=32)
     torch.testing.assert_close(test_pipe(x, lengths)[0], test_pipe(x, lengths)[0])
+
+
+def test_center_moves_first_visible_centre_joint_to_origin_and_keeps_absent_persons_zero():
+    from shapmix.data.transforms import Center
+
+    x = _batch(n=2, t=6)
+    x[:, :, :, :, 1] = 0  # second person absent
+    x[0, :, 0, :, 0] = 0  # sample 0: person 0 invisible in frame 0
+    out, _ = Center(joint=1)(x, torch.full((2,), 6))
+    assert torch.allclose(out[0, :, 1, 1, 0], torch.zeros(3))
+    assert torch.allclose(out[1, :, 0, 1, 0], torch.zeros(3))
+    assert (out[:, :, :, :, 1] == 0).all() and (out[0, :, 0, :, 0] == 0).all()
+    # a pure translation: bones are unchanged
+    layout = get_layout("ntu25")
+    torch.testing.assert_close(bone_vectors(out, layout)[:, :, 1:], bone_vectors(x, layout)[:, :, 1:])

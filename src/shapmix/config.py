@@ -74,6 +74,9 @@ class DataConfig(Section):
     min_crop_frames: int = Field(
         64, ge=1, description="a training crop keeps at least this many frames (or all valid ones)"
     )
+    center: bool = Field(
+        True, description="translate to the centre joint of person 0 in its first visible frame"
+    )
     rotation: float = Field(
         0.3, ge=0, description="max random rotation about each axis during training, radians"
     )
@@ -158,9 +161,45 @@ class LossConfig(Section):
 
 
 class MethodConfig(Section):
-    """The training method: how (and whether) batches are mixed."""
+    """The training method: how (and whether) batches are mixed, and Shap-Mix's estimation.
 
-    name: Literal["none"] = "none"
+    ``none``: plain training.  ``mixup`` / ``cutmix``: global or box mixing.  ``stmix``: random
+    part-level spatial-temporal mixing (Shap-Mix Section 3.2).  ``shapmix``: ST-Mix whose parts
+    follow online Shapley saliency and the tail-aware policy (Section 3.3).  Every mixing method
+    trains on the clean and the mixed batch together.
+    """
+
+    name: Literal["none", "mixup", "cutmix", "stmix", "shapmix"] = "none"
+    p_mixup: float = Field(0.25, ge=0, le=1, description="stmix/shapmix: probability of global Mixup")
+    mixup_alpha: float | None = Field(
+        None, gt=0, description="Beta(alpha, alpha) mixing ratio; null = U(0, 1) as the authors"
+    )
+    min_parts: int = Field(2, ge=1, description="smallest mixed part combination")
+    max_parts: int = Field(3, ge=1, description="largest mixed part combination")
+    segment_frames: int = Field(4, ge=1, description="frames per temporal segment")
+    window_fraction: tuple[float, float] = Field(
+        (0.4, 0.7), description="target window, fraction of the segments (low, high)"
+    )
+    partner: Literal["shift", "cycle"] = Field(
+        "shift", description="pairing: cyclic shift of the batch or a random cycle"
+    )
+    guidance: Literal["shapley", "random"] = Field(
+        "shapley", description="shapmix: parts from the saliency table or uniformly at random"
+    )
+    tau: float = Field(0.2, gt=0, description="shapmix: sampling temperature of softmax(phi / tau)")
+    warmup_epochs: int = Field(5, ge=0, description="shapmix: epochs of random mixing and naive estimates")
+    interval: int = Field(1, ge=1, description="shapmix: estimate saliency every n-th step (iter-n)")
+    momentum: float = Field(0.9, ge=0, lt=1, description="shapmix: EMA momentum of the saliency table")
+    clip: bool = Field(True, description="shapmix: clip marginal contributions at 0 (the paper's choice)")
+
+    @model_validator(mode="after")
+    def _check_ranges(self) -> "MethodConfig":
+        if self.min_parts > self.max_parts:
+            raise ValueError("min_parts must not exceed max_parts")
+        low, high = self.window_fraction
+        if not 0 < low <= high <= 1:
+            raise ValueError("window_fraction must satisfy 0 < low <= high <= 1")
+        return self
 
 
 class TrainConfig(Section):

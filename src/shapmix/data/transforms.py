@@ -8,6 +8,9 @@ device keeps the data loader trivial (it only slices the memory-mapped array).
 
 The pipeline of CTR-GCN (Chen et al., ICCV 2021), used by Shap-Mix:
 
+0. :class:`Center` (not in CTR-GCN's feeder because its npz files are already translated): move
+   the origin to the layout's centre joint of the first person in its first visible frame, so
+   rotations turn the body about itself rather than about the camera.
 1. :class:`CropResize`: training: keep a random fraction ``p ~ U(p_interval)`` of the valid
    frames (at least ``min_frames``) at a random offset; test: the central ``test_crop`` fraction.
    The crop is resized to ``window`` frames by linear interpolation (``align_corners=False``,
@@ -29,6 +32,7 @@ from ..skeleton.layouts import Layout, get_layout
 __all__ = [
     "BatchTransform",
     "Compose",
+    "Center",
     "CropResize",
     "RandomRotation",
     "ToModality",
@@ -64,6 +68,37 @@ class Compose:
 
     def __repr__(self) -> str:
         return f"Compose({self.transforms!r})"
+
+
+@dataclass
+class Center:
+    """Translate each sample so the centre joint of person 0 in its first visible frame is 0.
+
+    Args:
+        joint: the centre joint (``layout.center``).
+        channels: the coordinate channels to translate (e.g. ``(0, 1, 2)``; a confidence
+            channel is left alone).
+
+    A person absent in a frame (all zeros there) stays all zeros, as in the NTU preprocessing.
+    Input and output ``(N, C, T, V, M)``.
+    """
+
+    joint: int
+    channels: tuple[int, ...] = (0, 1, 2)
+
+    def __call__(
+        self, x: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        channels = list(self.channels)
+        coords = x[:, channels]
+        visible = (coords[:, :, :, self.joint, 0] != 0).any(dim=1)  # (N, T)
+        first = visible.to(torch.int8).argmax(dim=1)  # 0 when never visible
+        index = first[:, None, None].expand(-1, len(channels), 1)
+        origin = torch.gather(coords[:, :, :, self.joint, 0], 2, index)[..., None, None]  # (N, c, 1, 1, 1)
+        present = (x != 0).any(dim=1, keepdim=True).any(dim=3, keepdim=True)  # (N, 1, T, 1, M)
+        centred = x.clone()
+        centred[:, channels] = torch.where(present, coords - origin, coords)
+        return centred, lengths
 
 
 @dataclass
@@ -219,6 +254,8 @@ class ToModality:
 def build_pipeline(
     layout: Layout | str,
     train: bool,
+    center: bool = True,
+    coordinate_channels: tuple[int, ...] = (0, 1, 2),
     window: int = 64,
     p_interval: tuple[float, float] = (0.5, 1.0),
     test_crop: float = 0.95,
@@ -227,12 +264,14 @@ def build_pipeline(
     modality: str = "joint",
 ) -> Compose:
     """The CTR-GCN pipeline for training (random crop, rotation) or testing (central crop)."""
+    layout = get_layout(layout)
+    steps: list[BatchTransform] = [Center(layout.center, coordinate_channels)] if center else []
     if train:
-        steps: list[BatchTransform] = [CropResize(window, p_interval, min_crop_frames, random=True)]
+        steps.append(CropResize(window, p_interval, min_crop_frames, random=True))
         if rotation > 0:
             steps.append(RandomRotation(rotation))
     else:
-        steps = [CropResize(window, (test_crop, test_crop), min_crop_frames, random=False)]
+        steps.append(CropResize(window, (test_crop, test_crop), min_crop_frames, random=False))
     if modality != "joint":
         steps.append(ToModality(modality, layout))
     return Compose(steps)

@@ -33,6 +33,7 @@ __all__ = [
     "build_run_model",
     "build_pipelines",
     "eval_loader",
+    "mean_input_sequence",
 ]
 
 CACHE_ENV = "SHAPMIX_CACHE"
@@ -106,9 +107,12 @@ def build_run_model(config: Config, dataset: SkeletonData) -> nn.Module:
 def build_pipelines(config: Config, dataset: SkeletonData) -> tuple[Compose, Compose]:
     """``(train, test)`` batched input pipelines of the CTR-GCN recipe."""
     data = config.data
-    rotation = data.rotation if dataset.shape[1] == 3 else 0.0
+    coordinates = tuple(i for i, name in enumerate(dataset.channels) if name in ("x", "y", "z"))
+    rotation = data.rotation if coordinates == (0, 1, 2) else 0.0
     common = dict(
         layout=dataset.layout,
+        center=data.center and bool(coordinates),
+        coordinate_channels=coordinates,
         window=data.window,
         p_interval=data.p_interval,
         test_crop=data.test_crop,
@@ -137,3 +141,32 @@ def torch_threads(threads: int | None) -> None:
     """Apply the configured CPU thread count (None keeps torch's default)."""
     if threads is not None:
         torch.set_num_threads(threads)
+
+
+@torch.no_grad()
+def mean_input_sequence(
+    split: SkeletonSplit,
+    pipeline: Compose,
+    batch_size: int,
+    device: torch.device,
+    context: DistributedContext,
+) -> torch.Tensor:
+    """``(C, T, V, M)`` mean of ``split`` after the deterministic (test) ``pipeline``.
+
+    This is Shap-Mix's baseline for absent body parts, in the model's input space (joint, bone
+    or motion), so a masked part looks like "an average sample" rather than like zeros.
+    Under DDP each rank sums its shard (the sampler may repeat a few samples to even the shards
+    out) and the sums and counts are reduced.
+    """
+    total: torch.Tensor | None = None
+    count = 0
+    for batch in eval_loader(split, batch_size, context):
+        x = pipeline(batch.x.to(device), batch.length.to(device))[0]
+        batch_sum = x.double().sum(dim=0)
+        total = batch_sum if total is None else total + batch_sum
+        count += len(x)
+    if total is None:
+        raise ValueError("cannot compute a mean sequence of an empty split")
+    sums = torch.cat([total.flatten(), torch.tensor([float(count)], device=device, dtype=torch.float64)])
+    context.all_reduce_sum(sums)
+    return (sums[:-1] / sums[-1]).reshape(total.shape).float()

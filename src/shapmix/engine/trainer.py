@@ -48,6 +48,7 @@ from .builders import (
     build_pipelines,
     build_run_model,
     eval_loader,
+    mean_input_sequence,
     open_run_data,
     torch_threads,
 )
@@ -152,8 +153,19 @@ class Trainer:
         self.train_pipeline, self.test_pipeline = build_pipelines(config, dataset)
         self.model = build_run_model(config, dataset).to(self.device)
         self.criterion = build_loss(config.loss.name, self.train_counts, config.loss.tau).to(self.device)
+        baseline = None
+        if config.method.name == "shapmix":
+            baseline = mean_input_sequence(
+                self.data.train, self.test_pipeline, config.train.eval_batch_size, self.device, self.context
+            )
         self.method: TrainingMethod = build_method(
-            config.method, dataset.num_classes, self.train_counts, dataset.layout, config.train.seed
+            config.method,
+            dataset.num_classes,
+            self.train_counts,
+            dataset.layout,
+            config.train.seed,
+            baseline=baseline,
+            context=self.context,
         )
         self.ddp_model: nn.Module = self.model
         if self.context.is_distributed:
