@@ -151,3 +151,26 @@ def test_every_method_trains_and_resumes_its_state(tiny_data, tmp_path, method):
         assert state["baseline"].shape == (3, 16, 25, 2)
     else:
         assert "mixer" in state
+
+
+def test_train_split_from_a_name_list_file(tiny_data, tmp_path):
+    from shapmix.data.format import load_dataset
+
+    names = load_dataset(tiny_data).splits["train"][:20]
+    listing = tmp_path / "subset.txt"
+    listing.write_text("\n".join(names) + "\n")
+    trainer = Trainer(tiny_config(tiny_data, epochs=1, extra=[f"data.train_split={listing}"]), tmp_path / "run")
+    try:
+        assert trainer.data.train.names == names
+    finally:
+        trainer.close()
+    listing.write_text("train_c0_000\nnot_a_sample\n")
+    with pytest.raises(Exception, match="subset.txt names 1 unknown samples"):
+        Trainer(tiny_config(tiny_data, epochs=1, extra=[f"data.train_split={listing}"]), tmp_path / "run2")
+
+
+def test_tensorboard_events_are_written(tiny_data, tmp_path):
+    pytest.importorskip("tensorboard", reason="TensorBoard is an optional extra: pip install 'shapmix[tensorboard]'")
+    out = tmp_path / "tb"
+    train(tiny_config(tiny_data, epochs=1, extra=["log.tensorboard=true"]), out)
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))

@@ -61,8 +61,8 @@ class DataConfig(Section):
     synthetic: SynthConfig = Field(
         default_factory=SynthConfig, description="generator settings used when path is null"
     )
-    train_split: str = "train"
-    test_split: str = "test"
+    train_split: str = Field("train", description="split name, or path of a name list (.txt)")
+    test_split: str = Field("test", description="split name, or path of a name list (.txt)")
     val_split: str | None = Field(
         None, description="optional validation split: per-epoch monitoring and best.pt"
     )

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler, Sequential
 
 from ..config import Config, DataConfig
 from ..data.dataset import SkeletonSplit
-from ..data.format import SkeletonData, load_dataset
+from ..data.format import SkeletonData, load_dataset, read_name_list
 from ..data.synthetic import generate_synthetic
 from ..data.transforms import Compose, build_pipeline
 from ..models import build_model
@@ -30,6 +30,7 @@ __all__ = [
     "cache_root",
     "synthetic_dataset_path",
     "open_run_data",
+    "open_split",
     "build_run_model",
     "build_pipelines",
     "eval_loader",
@@ -78,16 +79,24 @@ def _resolve_dataset(config: DataConfig, context: DistributedContext) -> Skeleto
     return load_dataset(path)
 
 
+def open_split(dataset: SkeletonData, spec: str) -> SkeletonSplit:
+    """A split by name, or by the path of a name list (``*.txt``, one sample name per line),
+    e.g. a published LT-NTU training list."""
+    if spec.endswith(".txt") and spec not in dataset.splits:
+        names = read_name_list(spec)
+        return SkeletonSplit(dataset, split=spec, indices=dataset.indices_of(names, what=f"name list {spec}"))
+    return SkeletonSplit(dataset, spec)
+
+
 def open_run_data(config: Config, context: DistributedContext | None = None) -> RunData:
     """Open (or generate) the dataset and its train / test / optional val splits."""
     context = context or DistributedContext()
     dataset = _resolve_dataset(config.data, context)
-    val = SkeletonSplit(dataset, config.data.val_split) if config.data.val_split else None
     return RunData(
         dataset=dataset,
-        train=SkeletonSplit(dataset, config.data.train_split),
-        test=SkeletonSplit(dataset, config.data.test_split),
-        val=val,
+        train=open_split(dataset, config.data.train_split),
+        test=open_split(dataset, config.data.test_split),
+        val=open_split(dataset, config.data.val_split) if config.data.val_split else None,
     )
 
 

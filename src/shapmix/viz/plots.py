@@ -17,6 +17,8 @@ __all__ = ["plot_class_accuracy", "plot_training_curves"]
 
 GROUP_COLOURS = {Group.MANY: "#1f77b4", Group.MEDIUM: "#ff7f0e", Group.FEW: "#d62728"}
 GROUP_LABELS = {Group.MANY: "Many", Group.MEDIUM: "Medium", Group.FEW: "Few"}
+MAX_LABELLED_CLASSES = 60
+MAX_TICK_LABEL_CHARS = 16
 
 
 def plot_class_accuracy(
@@ -38,9 +40,12 @@ def plot_class_accuracy(
     ax.bar(positions, np.nan_to_num(accuracy), color=colours)
     ax.set_ylabel("test accuracy (%)")
     ax.set_ylim(0, 100)
-    ax.set_xlabel("classes, most frequent in training first")
-    if len(order) <= 40:
-        ax.set_xticks(positions, [class_names[i] for i in order], rotation=90, fontsize=7)
+    ax.set_xlabel("classes (id), most frequent in training first")
+    if len(order) <= MAX_LABELLED_CLASSES:
+        # Long names would squash the plot: fall back to class ids.
+        short = max(len(name) for name in class_names) <= MAX_TICK_LABEL_CHARS
+        labels = [class_names[i] if short else str(i) for i in order]
+        ax.set_xticks(positions, labels, rotation=90 if short else 0, fontsize=7)
     else:
         ax.set_xticks([])
     counts_axis = ax.twinx()
