@@ -183,8 +183,10 @@ class MethodConfig(Section):
     partner: Literal["shift", "cycle"] = Field(
         "shift", description="pairing: cyclic shift of the batch or a random cycle"
     )
-    guidance: Literal["shapley", "random"] = Field(
-        "shapley", description="shapmix: parts from the saliency table or uniformly at random"
+    guidance: Literal["shapley", "random", "gradcam"] = Field(
+        "shapley",
+        description="shapmix: parts from the table of Shapley estimates, uniformly at random (ST-Mix), "
+        "or from a table fed by Grad-CAM part scores",
     )
     tau: float = Field(0.2, gt=0, description="shapmix: sampling temperature of softmax(phi / tau)")
     warmup_epochs: int = Field(5, ge=0, description="shapmix: epochs of random mixing and naive estimates")

@@ -13,7 +13,7 @@ saved in every checkpoint and restored on resume.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -28,6 +28,7 @@ from ..mixing import (
     ShapMix,
     STMix,
     estimate_combination_shapley,
+    gradcam_part_scores,
 )
 from ..mixing.stmix import BatchMixer
 from ..skeleton.layouts import Layout
@@ -83,6 +84,11 @@ class ShapMixMethod(MixingMethod):
     During the first ``warmup_epochs`` the mixing is random (ST-Mix) and the estimates are the
     naive ``v(S) - v(empty)``.
 
+    With ``estimator="gradcam"`` (the paper's Grad-CAM ablation, Table 8) the same table is
+    instead fed, at the same steps, with the Grad-CAM score of EVERY combination of every sample
+    (:func:`~shapmix.mixing.gradcam_part_scores`, ``N * S`` estimates per step; no warm-up
+    variant), and the mixer samples from it as it does from the Shapley table.
+
     Args:
         mixer: the :class:`ShapMix` mixer (its ``table`` is updated in place).
         baseline: ``(C, T, V, M)`` mean training sequence in the model's input space.
@@ -92,6 +98,7 @@ class ShapMixMethod(MixingMethod):
             :func:`~shapmix.mixing.estimate_combination_shapley`).
         context: process group used to reduce the table's batch statistics.
         seed: seed of the estimator's random draws.
+        estimator: what feeds the table: ``"shapley"`` estimates or ``"gradcam"`` scores.
     """
 
     def __init__(
@@ -103,8 +110,11 @@ class ShapMixMethod(MixingMethod):
         clip: bool,
         context: DistributedContext,
         seed: int,
+        estimator: Literal["shapley", "gradcam"] = "shapley",
     ) -> None:
         super().__init__("shapmix", mixer)
+        if estimator not in ("shapley", "gradcam"):
+            raise ValueError(f"unknown saliency estimator {estimator!r}; use 'shapley' or 'gradcam'")
         if mixer.table is None:
             raise ValueError("ShapMixMethod needs a mixer with a saliency table")
         self.table: SaliencyTable = mixer.table
@@ -115,9 +125,13 @@ class ShapMixMethod(MixingMethod):
         self.context = context
         self.estimator_generator = torch.Generator().manual_seed(seed)
         self.guidance = mixer.guidance
+        self.estimator = estimator
 
     def before_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epoch: int, step: int) -> None:
         if step % self.interval:
+            return
+        if self.estimator == "gradcam":
+            self._update_from_gradcam(model, x, y)
             return
         warming_up = epoch < self.warmup_epochs
         estimate = estimate_combination_shapley(
@@ -131,6 +145,14 @@ class ShapMixMethod(MixingMethod):
             naive=warming_up,
         )
         self.table.update(y, estimate.combinations, estimate.values, self.context)
+
+    def _update_from_gradcam(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Fold the Grad-CAM scores of all ``S`` combinations of all ``N`` samples into the table."""
+        scores = gradcam_part_scores(model, x, y, self.mixer.combinations)  # (N, S)
+        num_samples, num_combinations = scores.shape
+        labels = y.to(scores.device).repeat_interleave(num_combinations)
+        combination = torch.arange(num_combinations, device=scores.device).repeat(num_samples)
+        self.table.update(labels, combination, scores.flatten(), self.context)
 
     def mix(self, x: torch.Tensor, y: torch.Tensor, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
         self.mixer.guidance = "random" if epoch < self.warmup_epochs else self.guidance
@@ -190,7 +212,9 @@ def build_method(
         table = SaliencyTable.from_combinations(
             num_classes, combinations, momentum=config.momentum, device=baseline.device
         )
-        mixer = ShapMix(layout, class_counts, table=table, tau=config.tau, guidance=config.guidance, **stmix_options)
+        # Grad-CAM only changes what feeds the table; the mixer samples from the table either way.
+        guidance = "shapley" if config.guidance == "gradcam" else config.guidance
+        mixer = ShapMix(layout, class_counts, table=table, tau=config.tau, guidance=guidance, **stmix_options)
         return ShapMixMethod(
             mixer,
             baseline,
@@ -199,5 +223,6 @@ def build_method(
             clip=config.clip,
             context=context or DistributedContext(),
             seed=int(np.random.SeedSequence([seed, 8]).generate_state(1)[0]),
+            estimator="gradcam" if config.guidance == "gradcam" else "shapley",
         )
     raise ValueError(f"unknown method {config.name!r}")

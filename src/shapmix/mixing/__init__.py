@@ -3,9 +3,11 @@
 Shap-Mix (Zhang, Lin, Liu, IJCAI 2024): :class:`STMix` mixes random body-part combinations in a
 random, temporally down-sampled window (Section 3.2); :class:`ShapMix` picks the combinations
 from per-class Shapley saliency (:class:`SaliencyTable`, estimated online with
-:func:`estimate_combination_shapley`) with a tail-aware policy (Section 3.3).
+:func:`estimate_combination_shapley`, or fed by :func:`gradcam_part_scores` for the paper's
+Grad-CAM ablation) with a tail-aware policy (Section 3.3).
 """
 
+from .gradcam import gradcam_joint_maps, gradcam_part_scores, last_block_gradients
 from .parts import NO_COMPLEMENT, PartCombinations, part_joint_masks
 from .saliency import SaliencyTable
 from .shapley import (
@@ -56,6 +58,9 @@ __all__ = [
     "draw_partners",
     "estimate_combination_shapley",
     "evaluation_mode",
+    "gradcam_joint_maps",
+    "gradcam_part_scores",
+    "last_block_gradients",
     "make_generator",
     "mask_parts",
     "mean_sequence",
