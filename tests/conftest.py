@@ -1,21 +1,9 @@
-"""Shared fixtures: seeded RNGs, the shared real-data folder, and a throw-away cache."""
+"""Shared fixtures: seeded RNGs and a throw-away cache."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
-
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def shared_data(*parts: str) -> Path:
-    """A path under ../shared/data, skipping the test (with the reason) when it is absent."""
-    path = SHARED_DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"real data not available: {path} is missing (see ../shared/README.md)")
-    return path
 
 
 @pytest.fixture(autouse=True)

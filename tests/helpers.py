@@ -1,15 +1,25 @@
-"""Small datasets and configs for engine tests (fast on a CPU)."""
+"""Test helpers: the shared real-data folder, small datasets and configs (fast on a CPU)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from shapmix.config import load_config
 from shapmix.data.format import write_dataset
 
 TINY_CLASSES = 4
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def shared_data(*parts: str) -> Path:
+    """A path under ../shared/data, skipping the test (with the reason) when it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real data not available: {path} is missing (see ../shared/README.md)")
+    return path
 
 
 def make_tiny_dataset(root: Path, per_class_train=(12, 8, 5, 3), per_class_test=4, frames=20, seed=0) -> Path:

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from helpers import SHARED_DATA
 from shapmix.models import CTRGCN, available_models, build_model, load_original_checkpoint, register_model
 from shapmix.models.ctrgcn import block_plan
 from shapmix.models.registry import _REGISTRY
 from shapmix.skeleton.graph import spatial_adjacency
 
-REFERENCE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ctrgcn_reference"
+REFERENCE_DIR = SHARED_DATA / "ctrgcn_reference"
 REFERENCES = [
     # file, layout, classes, persons, parameters
     ("ctrgcn_ntu60_reference.pt", "ntu25", 60, 2, 1_446_672),

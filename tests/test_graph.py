@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from helpers import SHARED_DATA
 from shapmix.skeleton.graph import (
     get_adjacency,
     inward_links,
@@ -19,7 +19,7 @@ from shapmix.skeleton.graph import (
 from shapmix.skeleton.layouts import Layout, available_layouts, get_layout
 
 LAYOUTS = available_layouts()
-REFERENCE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ctrgcn_reference"
+REFERENCE_DIR = SHARED_DATA / "ctrgcn_reference"
 
 
 def test_there_are_layouts_to_check():

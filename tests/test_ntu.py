@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from shapmix.data.format import DatasetFormatError, load_dataset
 from shapmix.data.sources import ntu
 
-SHARED_DATA = Path(__file__).parents[2] / "shared" / "data"
+from helpers import SHARED_DATA
 NTU_DIR = SHARED_DATA / "ntu"
 RAW_DIR = NTU_DIR / "raw"
 REFERENCE_DIR = NTU_DIR / "reference"

@@ -26,14 +26,7 @@ from shapmix.data.sources.pyskl import (
     write_pyskl,
 )
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def shared_data(*parts: str) -> Path:
-    path = SHARED_DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"real data not available: {path} is missing (see ../shared/README.md)")
-    return path
+from helpers import shared_data
 
 
 def _assert_same_content(a, b) -> None:

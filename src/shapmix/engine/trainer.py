@@ -53,7 +53,7 @@ from .builders import (
     torch_threads,
 )
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
-from .distributed import DistributedContext, init_distributed
+from .distributed import init_distributed
 from .evaluate import Metrics, compute_metrics, format_metrics_table, predict, save_scores
 from .methods import TrainingMethod, build_method
 
