@@ -87,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     configs.add_argument("name", nargs="?", help="config to print, resolved with defaults")
     configs.set_defaults(handler=_run_configs)
+
+    from .data.prepare import add_prepare_parser
+
+    add_prepare_parser(commands)
     return parser
 
 

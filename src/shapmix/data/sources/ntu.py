@@ -61,6 +61,13 @@ coordinates, orientation, tracking states, the body-info fields after the body i
 colour coordinates when only the final arrays are wanted) are counted but not interpreted, as
 upstream.
 
+pyskl's annotations
+-------------------
+:func:`pyskl_keypoint` reproduces instead the NTU tool of pyskl (``tools/data/ntu_preproc.py``),
+whose denoising differs in details (motion ranking first, spread test on every body, half-open
+overlap test, untranslated coordinates, leading/trailing empty frames trimmed, a person swap,
+float16); ``convert_ntu(..., fmt="pyskl")`` writes the same annotation pickle as that tool.
+
 Directory conversion
 --------------------
 :func:`convert_ntu` processes the files in worker processes (``imap`` in order, in chunks) and
@@ -68,8 +75,9 @@ appends every sample's valid rows to ``OUT.partial/rows.f32`` with a journal lin
 file (flushed every :data:`JOURNAL_FLUSH_EVERY` files or :data:`JOURNAL_FLUSH_SECONDS`).  Only
 then, with the number of good samples known, the output is written from that staging area one
 sample at a time: the project's format through :class:`~shapmix.data.format.DatasetWriter`
-(``(N, 3, 300, 25, 2)``, lengths = valid frames, splits ``train``/``test``), or CTR-GCN's npz
-streamed member by member.  A run that is interrupted resumes from the journal; the staging
+(``(N, 3, 300, 25, 2)``, lengths = valid frames, splits ``train``/``test``), CTR-GCN's npz
+streamed member by member, or pyskl's pickle (whose float16 annotations are assembled in memory,
+as pickling needs).  A run that is interrupted resumes from the journal; the staging
 area is deleted when the output is complete.
 
 Deliberate differences from upstream on malformed input (upstream crashes or silently accepts):
@@ -99,6 +107,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..format import DatasetFormatError, DatasetWriter
+from .pyskl import write_pyskl
 
 __all__ = [
     "MAX_FRAMES",
@@ -124,6 +133,9 @@ __all__ = [
     "parse_sample_name",
     "parse_skeleton",
     "process_skeleton",
+    "pyskl_annotation",
+    "pyskl_keypoint",
+    "pyskl_splits",
     "read_skeleton",
     "row_to_cthw",
     "split_names",
@@ -1056,6 +1068,140 @@ def split_names(
 
 
 # --------------------------------------------------------------------------------------------
+# pyskl's convention (kennymckormick/pyskl, tools/data/ntu_preproc.py)
+# --------------------------------------------------------------------------------------------
+
+PYSKL_EPS = 1e-3
+"""pyskl: a frame (or a joint) whose absolute coordinates sum below this counts as empty."""
+PYSKL_KEYPOINT_DTYPE = np.float16
+NTU_XVIEW_TEST_CAMERA = 1
+"""pyskl's cross-view rule: camera 1 is ``xview_val``, every other camera ``xview_train``."""
+PYSKL_TRAIN_SUFFIX = "_train"
+PYSKL_TEST_SUFFIX = "_val"
+
+
+def pyskl_keypoint(raw: RawSkeleton) -> np.ndarray:
+    """pyskl's ``(M, T, 25, 3)`` float32 keypoints of a parsed file (``M`` is 1 or 2).
+
+    pyskl's ``gen_keypoint_array`` denoises like the CTR-GCN scripts but differs in details,
+    reproduced here exactly:
+
+    * bodies are ranked by motion first (highest first, stable); one body id: its frames as
+      they are (``M = 1``, no trimming);
+    * bodies present in :data:`MIN_BODY_FRAMES` frames or fewer are dropped; if one is left it
+      is returned alone;
+    * the spread test runs on *every* remaining body (no stop at one body), in motion order: a
+      body whose valid fraction ``r`` has ``1 - r >= NOISE_FRAME_FRACTION`` is dropped,
+      otherwise its motion becomes ``min(motion, motion of its valid frames)``; the survivors
+      are ranked by motion again;
+    * actors: each body fills the half-open frames ``[start, start + n)`` (packed, as
+      upstream); a later body joins actor 1 when ``max(s1, s) >= min(e1, e)`` (no shared
+      frame at all), else actor 2 by the same test (actor 2 starts as ``[0, 0)``, so it grows
+      to ``[0, e)``: upstream's actor-2 bug), else it is discarded;
+    * the result has ``M = 2`` and spans frame 0 to the last frame any body reaches; leading
+      and trailing frames whose absolute coordinates sum below :data:`PYSKL_EPS` are trimmed
+      (empty frames inside are kept); coordinates are *not* translated;
+    * the persons are swapped when actor 1's spine-middle joint is empty in the first frame
+      and actor 2's is not.
+
+    Raises:
+        NTUFormatError: no body survives (pyskl's tool stops with an assertion).
+    """
+    if len(raw.bodies) == 1:
+        return raw.bodies[0].joints[None]
+    motion = {body.body_id: body.motion for body in raw.bodies}
+    ordered = sorted(raw.bodies, key=lambda body: -motion[body.body_id])
+    long_enough = [body for body in ordered if body.num_frames > MIN_BODY_FRAMES]
+    if len(long_enough) == 1:
+        return long_enough[0].joints[None]
+    kept = []
+    for body in long_enough:
+        noisy = _noisy_frames(body.joints)
+        num_valid = body.num_frames - int(noisy.sum())
+        if num_valid < body.num_frames:
+            if 1 - num_valid / body.num_frames >= NOISE_FRAME_FRACTION:
+                continue
+            motion[body.body_id] = min(motion[body.body_id], _motion(body.joints[~noisy]))
+        kept.append(body)
+    if not kept:
+        raise NTUFormatError(
+            raw.name, None,
+            f"no body of the {len(raw.bodies)} body ids survives pyskl's denoising "
+            f"(length > {MIN_BODY_FRAMES} frames, spread)",
+        )
+    kept.sort(key=lambda body: -motion[body.body_id])
+    if len(kept) == 1:
+        return kept[0].joints[None]
+
+    spans = [(int(body.frames[0]), int(body.frames[0]) + body.num_frames) for body in kept]
+    keypoint = np.zeros(
+        (NUM_ACTORS, max(end for _, end in spans), NUM_JOINTS, COORDS), dtype=np.float32
+    )
+    (start1, end1), (start2, end2) = spans[0], (0, 0)
+    keypoint[0, start1:end1] = kept[0].joints
+    for body, (start, end) in zip(kept[1:], spans[1:]):
+        if max(start1, start) >= min(end1, end):
+            keypoint[0, start:end] = body.joints
+            start1, end1 = min(start, start1), max(end, end1)
+        elif max(start2, start) >= min(end2, end):
+            keypoint[1, start:end] = body.joints
+            start2, end2 = min(start, start2), max(end, end2)
+    occupied = np.flatnonzero(~(np.abs(keypoint).sum(axis=(0, 2, 3)) < PYSKL_EPS))
+    if occupied.size == 0:
+        raise NTUFormatError(raw.name, None, "every frame is empty after pyskl's denoising")
+    keypoint = keypoint[:, occupied[0]: occupied[-1] + 1]
+    spine = np.abs(keypoint[:, 0, ORIGIN_JOINT]).sum(axis=1)
+    if spine[0] < PYSKL_EPS and spine[1] > PYSKL_EPS:
+        keypoint = keypoint[::-1]
+    return np.ascontiguousarray(keypoint)
+
+
+def _pyskl_record(name: str, keypoint: np.ndarray) -> dict:
+    """pyskl's annotation dict (its key order) for float32 ``(M, T, 25, 3)`` keypoints."""
+    return {
+        "frame_dir": name,
+        "label": parse_sample_name(name).label,
+        "keypoint": keypoint.astype(PYSKL_KEYPOINT_DTYPE),
+        "total_frames": int(keypoint.shape[1]),
+    }
+
+
+def pyskl_annotation(source: str | os.PathLike | bytes, name: str | None = None) -> dict:
+    """The annotation pyskl's NTU tool makes of one ``.skeleton`` file (path, or bytes + name).
+
+    ``{"frame_dir", "label" (0-based), "keypoint" (M, T, 25, 3) float16, "total_frames"}``;
+    see :func:`pyskl_keypoint`.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        raw = parse_skeleton(bytes(source), name or "<bytes>", colors=False)
+    else:
+        raw = read_skeleton(source, colors=False)
+    return _pyskl_record(raw.name, pyskl_keypoint(raw))
+
+
+def _pyskl_is_train(info: SampleInfo, benchmark: str) -> bool:
+    """pyskl's rules: one list of 53 training performers for NTU60 and NTU120 (the NTU60 ones
+    are its first 20), cameras other than 1, even setups."""
+    if benchmark == "xview":
+        return info.camera != NTU_XVIEW_TEST_CAMERA
+    if benchmark == "xset":
+        return info.setup % 2 == XSET_TRAIN_SETUP_PARITY
+    return info.performer in NTU120_XSUB_TRAIN_SUBJECTS
+
+
+def pyskl_splits(names: Iterable[str], dataset: str) -> dict[str, list[str]]:
+    """pyskl's ``split`` dict: ``xsub_train``, ``xsub_val`` and ``xview_*`` (NTU60) or
+    ``xset_*`` (NTU120), each in the order of ``names``."""
+    infos = [parse_sample_name(name) for name in names]
+    splits: dict[str, list[str]] = {}
+    for benchmark in DATASET_BENCHMARKS[dataset]:
+        train = [_pyskl_is_train(info, benchmark) for info in infos]
+        splits[benchmark + PYSKL_TRAIN_SUFFIX] = [i.name for i, t in zip(infos, train) if t]
+        splits[benchmark + PYSKL_TEST_SUFFIX] = [i.name for i, t in zip(infos, train) if not t]
+    return splits
+
+
+# --------------------------------------------------------------------------------------------
 # Writing .skeleton files
 # --------------------------------------------------------------------------------------------
 
@@ -1135,7 +1281,7 @@ def write_skeleton(
 # Directory conversion
 # --------------------------------------------------------------------------------------------
 
-FORMATS = ("shapmix", "ctrgcn-npz")
+FORMATS = ("shapmix", "ctrgcn-npz", "pyskl")
 STAGING_SUFFIX = ".partial"
 STAGING_ROWS = "rows.f32"
 STAGING_JOURNAL = "journal.tsv"
@@ -1217,15 +1363,10 @@ class _Result:
     detail: str
 
 
-def _process_task(
-    task: _Task, fix_upstream_bugs: bool, duplicate_single_actor: bool, max_frames: int
-) -> _Result:
-    """Worker: one file to its valid rows; every problem becomes a failed result."""
+def _guarded(task: _Task, compute: Callable[[], tuple[np.ndarray, str]]) -> _Result:
+    """Run a worker's ``compute`` (rows and detail); every problem becomes a failed result."""
     try:
-        sample = process_skeleton(
-            task.path, fix_upstream_bugs=fix_upstream_bugs,
-            duplicate_single_actor=duplicate_single_actor, max_frames=max_frames,
-        )
+        rows, detail = compute()
     except DatasetFormatError as error:
         return _Result(task.index, STATUS_FAILED, None, str(error))
     except OSError as error:
@@ -1235,14 +1376,44 @@ def _process_task(
             task.index, STATUS_FAILED, None,
             f"{task.path}: unexpected error {type(error).__name__}: {error}",
         )
-    return _Result(task.index, STATUS_OK, sample.row[: sample.num_frames], "")
+    return _Result(task.index, STATUS_OK, rows, detail)
+
+
+def _process_task(
+    task: _Task, fix_upstream_bugs: bool, duplicate_single_actor: bool, max_frames: int
+) -> _Result:
+    """Worker: one file to its valid rows (CTR-GCN's convention)."""
+
+    def compute() -> tuple[np.ndarray, str]:
+        sample = process_skeleton(
+            task.path, fix_upstream_bugs=fix_upstream_bugs,
+            duplicate_single_actor=duplicate_single_actor, max_frames=max_frames,
+        )
+        return sample.row[: sample.num_frames], ""
+
+    return _guarded(task, compute)
+
+
+def _process_pyskl_task(task: _Task) -> _Result:
+    """Worker for pyskl's convention: the keypoints as ``(T, 150)`` rows (person-major, zero
+    columns for a single person) and, as the result's detail, the number of persons ``M``."""
+
+    def compute() -> tuple[np.ndarray, str]:
+        keypoint = pyskl_keypoint(read_skeleton(task.path, colors=False))
+        persons, frames = keypoint.shape[:2]
+        rows = np.zeros((frames, ROW_COLUMNS), dtype=np.float32)
+        rows[:, : persons * ACTOR_COLUMNS] = keypoint.transpose(1, 0, 2, 3).reshape(frames, -1)
+        return rows, str(persons)
+
+    return _guarded(task, compute)
 
 
 class _Staging:
     """Append-only results of a conversion, next to its output, so a run can resume.
 
     ``rows.f32`` holds the valid rows of every finished sample back to back; ``journal.tsv``
-    has one line ``index, status, offset (rows), frames, detail`` per finished file and is
+    has one line ``index, status, offset (rows), frames, detail`` per finished file (detail: the
+    failure reason; for pyskl's convention, the number of persons of a finished sample) and is
     only written after the rows it points to have been flushed.
     """
 
@@ -1336,8 +1507,16 @@ class _Staging:
         return np.frombuffer(data, dtype=np.float32).reshape(frames, ROW_COLUMNS)
 
 
+def _in_dataset(info: SampleInfo, dataset: str, fmt: str) -> bool:
+    """Whether a file of the directory belongs to ``dataset``: pyskl's tool keeps every setup
+    and selects by action; the CTR-GCN lists of NTU60 are setups 1-17."""
+    if fmt == "pyskl":
+        return info.action <= DATASET_CLASSES[dataset]
+    return dataset != "ntu60" or info.setup <= NTU60_MAX_SETUP
+
+
 def _list_candidates(
-    raw_dir: Path, dataset: str, sample_names: Iterable[str] | None
+    raw_dir: Path, dataset: str, sample_names: Iterable[str] | None, fmt: str
 ) -> list[tuple[str, Path]]:
     if sample_names is None:
         found = sorted(raw_dir.glob(f"*{SKELETON_SUFFIX}"))
@@ -1349,9 +1528,8 @@ def _list_candidates(
             except ValueError:
                 names.append(stem)  # reported as a failure with the reason
                 continue
-            if dataset == "ntu60" and info.setup > NTU60_MAX_SETUP:
-                continue
-            names.append(stem)
+            if _in_dataset(info, dataset, fmt):
+                names.append(stem)
     else:
         names = [str(name).strip() for name in sample_names if str(name).strip()]
     return [(name, raw_dir / f"{name}{SKELETON_SUFFIX}") for name in names]
@@ -1420,14 +1598,20 @@ def convert_ntu(
             25, 2)``, lengths = valid frames, splits ``train`` and ``test``); ``"ctrgcn-npz"``:
             an npz file with CTR-GCN's keys ``x_train`` ``(N, 300, 150)`` float32, one-hot
             ``y_train``, ``x_test``, ``y_test`` (rows in upstream order) plus ``name_train`` and
-            ``name_test``.
+            ``name_test``; ``"pyskl"``: the annotation pickle pyskl's own NTU tool makes
+            (:func:`pyskl_keypoint`: untranslated float16 ``(M, T, 25, 3)`` keypoints; the
+            splits of both benchmarks, ``xsub_train``/``xsub_val`` and ``xview_*`` or
+            ``xset_*``, by :func:`pyskl_splits`).
         dataset: ``"ntu60"`` or ``"ntu120"`` (number of classes; which setups are listed).
-        benchmark: ``"xsub"`` or ``"xview"`` (NTU60), ``"xsub"`` or ``"xset"`` (NTU120).
+        benchmark: ``"xsub"`` or ``"xview"`` (NTU60), ``"xsub"`` or ``"xset"`` (NTU120); for
+            ``"pyskl"`` (which holds every benchmark) only the report's train/test counts.
         workers: processes (``<= 1``: in this process; ``None``/``0``: all CPUs).
-        fix_upstream_bugs: correct the two documented stage-2 bugs (module docstring).
+        fix_upstream_bugs: correct the two documented stage-2 bugs (module docstring); not
+            for ``"pyskl"``.
         sample_names: the samples to convert, in order (a list, or a file with one name per
             line such as ``skes_available_name.txt``); default: every ``.skeleton`` file of
-            ``raw_dir`` (for NTU60 only setups 1-17), sorted.
+            ``raw_dir``, sorted; for NTU60 only setups 1-17, or for ``"pyskl"`` (as pyskl's
+            tool selects) every setup and the dataset's actions (1-60 or 1-120).
         missing_list: names to skip (a list or a file such as
             ``samples_with_missing_skeletons.txt``).
         progress: show a tqdm progress bar.
@@ -1444,6 +1628,12 @@ def convert_ntu(
     started = time.perf_counter()
     if fmt not in FORMATS:
         raise ValueError(f"unknown output format {fmt!r}; expected one of {FORMATS}")
+    pyskl = fmt == "pyskl"
+    if pyskl and fix_upstream_bugs:
+        raise ValueError(
+            "fix_upstream_bugs corrects the CTR-GCN scripts; the pyskl format reproduces "
+            "pyskl's own tool and has no such option"
+        )
     _check_benchmark(dataset, benchmark)
     raw_dir = Path(raw_dir)
     if not raw_dir.is_dir():
@@ -1459,7 +1649,7 @@ def convert_ntu(
     report = ConversionReport(output=out, fmt=fmt, dataset=dataset, benchmark=benchmark)
 
     candidates = []
-    for name, path in _list_candidates(raw_dir, dataset, sample_names):
+    for name, path in _list_candidates(raw_dir, dataset, sample_names, fmt):
         if name in missing:
             report.skipped_missing.append(name)
         else:
@@ -1473,6 +1663,7 @@ def convert_ntu(
         "fix_upstream_bugs": fix_upstream_bugs,
         "duplicate_single_actor": duplicate_single_actor,
         "max_frames": MAX_FRAMES,
+        "convention": "pyskl" if pyskl else "ctrgcn",
         "candidates": hashlib.sha256(
             "\n".join(f"{name}\t{path}" for name, path in candidates).encode()
         ).hexdigest(),
@@ -1488,7 +1679,7 @@ def convert_ntu(
             staging.add(_Result(index, STATUS_FAILED, None, problem))
         else:
             tasks.append(_Task(index, name, str(path)))
-    worker = partial(
+    worker = _process_pyskl_task if pyskl else partial(
         _process_task, fix_upstream_bugs=fix_upstream_bugs,
         duplicate_single_actor=duplicate_single_actor, max_frames=MAX_FRAMES,
     )
@@ -1512,7 +1703,12 @@ def convert_ntu(
             f"{report.failures[:1]})",
         )
     names = [candidates[i][0] for i in ok]
-    train, test = split_names(names, dataset, benchmark)
+    if pyskl:
+        splits = pyskl_splits(names, dataset)
+        train = splits[benchmark + PYSKL_TRAIN_SUFFIX]
+        test = splits[benchmark + PYSKL_TEST_SUFFIX]
+    else:
+        train, test = split_names(names, dataset, benchmark)
     report.converted, report.num_train, report.num_test = names, len(train), len(test)
     index_of = {candidates[i][0]: i for i in ok}
     if fmt == "shapmix":
@@ -1529,6 +1725,8 @@ def convert_ntu(
             SKIPPED_METADATA_KEY: skipped,
         }
         _finalize_shapmix(staging, out, ok, names, train, test, dataset, metadata)
+    elif pyskl:
+        _finalize_pyskl(staging, out, ok, names, splits)
     else:
         _finalize_npz(staging, out, index_of, train, test, dataset)
     shutil.rmtree(staging.root, ignore_errors=True)
@@ -1552,6 +1750,23 @@ def _finalize_shapmix(
             if (position + 1) % FINALIZE_RELEASE_EVERY == 0:
                 _release_pages(writer.data)
     writer.close({"train": train, "test": test})
+
+
+def _finalize_pyskl(
+    staging: _Staging, out: Path, ok: list[int], names: list[str], splits: dict[str, list[str]]
+) -> None:
+    """Write pyskl's annotation pickle (the float16 annotations are held in memory, as any
+    reader of the pickle must)."""
+    annotations = []
+    with open(staging.rows_path, "rb") as handle:
+        for index, name in zip(ok, names):
+            rows = staging.read_rows(handle, index)
+            persons = int(staging.entries[index][3])
+            keypoint = rows[:, : persons * ACTOR_COLUMNS].reshape(
+                len(rows), persons, NUM_JOINTS, COORDS
+            ).transpose(1, 0, 2, 3)
+            annotations.append(_pyskl_record(name, keypoint))
+    write_pyskl(annotations, splits, out)
 
 
 def _npy_header(shape: tuple[int, ...], dtype: np.dtype) -> dict:
