@@ -88,9 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     configs.add_argument("name", nargs="?", help="config to print, resolved with defaults")
     configs.set_defaults(handler=_run_configs)
 
+    from .analysis.cli import add_saliency_parser
     from .data.prepare import add_prepare_parser
 
     add_prepare_parser(commands)
+    add_saliency_parser(commands)
     return parser
 
 
