@@ -30,7 +30,7 @@ from torch import nn
 from .parts import PartCombinations
 from .shapley import evaluation_mode
 
-__all__ = ["gradcam_part_scores", "gradcam_joint_maps", "last_block_gradients"]
+__all__ = ["gradcam_joint_maps", "gradcam_part_scores", "last_block_gradients"]
 
 _NORMALISATION_FLOOR = 1e-12
 """Smallest per-sample CAM total divided by; an all-zero map stays all zero."""
