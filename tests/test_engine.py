@@ -148,6 +148,9 @@ def test_every_method_trains_and_resumes_its_state(tiny_data, tmp_path, method):
     if method == "shapmix":
         assert state["table"]["counts"].sum() > 0  # the saliency table was updated
         assert state["baseline"].shape == (3, 16, 25, 2)
+        exported = json.loads((out / "saliency_table.json").read_text())
+        assert exported["classes"] == ["class0", "class1", "class2", "class3"]
+        assert (out / "saliency_table.csv").exists() and (out / "saliency_heatmap.png").exists()
     else:
         assert "mixer" in state
 

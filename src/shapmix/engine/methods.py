@@ -13,7 +13,8 @@ saved in every checkpoint and restored on resume.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Literal, Sequence
 
 import numpy as np
 import torch
@@ -55,6 +56,13 @@ class TrainingMethod:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state:
             raise ValueError(f"method {self.name!r} has no state, got keys {sorted(state)}")
+
+    def write_artifacts(self, out_dir: Path, train_counts: np.ndarray, groups: tuple[int, int], plots: bool) -> list[Path]:
+        """Write the method's own outputs into the run directory at the end of training.
+
+        ``groups`` is ``(many_threshold, few_threshold)``.  Returns the files written.
+        """
+        return []
 
 
 class MixingMethod(TrainingMethod):
@@ -172,6 +180,27 @@ class ShapMixMethod(MixingMethod):
         self.baseline = state["baseline"].to(self.baseline.device)
         self.estimator_generator.set_state(state["estimator_generator"])
 
+    def write_artifacts(self, out_dir: Path, train_counts: np.ndarray, groups: tuple[int, int], plots: bool) -> list[Path]:
+        """``saliency_table.json`` / ``.csv`` (values and update counts per class and combination)
+        and, with ``plots``, the saliency heatmap and part-coloured skeletons."""
+        written = [out_dir / "saliency_table.json", out_dir / "saliency_table.csv"]
+        self.table.to_json(written[0])
+        self.table.to_csv(written[1])
+        if plots:
+            from ..viz.saliency import write_training_saliency_figures
+
+            written += write_training_saliency_figures(
+                self.table.values.cpu().numpy(),
+                None,
+                train_counts,
+                self.table.class_names,
+                self.table.combination_names,
+                self.mixer.layout,
+                out_dir,
+                *groups,
+            )
+        return written
+
 
 def build_method(
     config: MethodConfig,
@@ -181,6 +210,7 @@ def build_method(
     seed: int,
     baseline: torch.Tensor | None = None,
     context: DistributedContext | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> TrainingMethod:
     """The training method a config names.
 
@@ -210,7 +240,7 @@ def build_method(
             raise ValueError("shapmix needs the mean training sequence (baseline)")
         combinations = PartCombinations.from_layout(layout, config.min_parts, config.max_parts)
         table = SaliencyTable.from_combinations(
-            num_classes, combinations, momentum=config.momentum, device=baseline.device
+            num_classes, combinations, momentum=config.momentum, class_names=class_names, device=baseline.device
         )
         # Grad-CAM only changes what feeds the table; the mixer samples from the table either way.
         guidance = "shapley" if config.guidance == "gradcam" else config.guidance

@@ -15,6 +15,9 @@ Run directory (``out_dir``)::
     class_accuracy.png  per-class test accuracy ordered by training frequency, groups marked
     training_curves.png loss, accuracy and learning rate per epoch
     tensorboard/        TensorBoard events (log.tensorboard=true)
+    saliency_table.json / .csv, saliency_heatmap.png, part_saliency.png
+                        Shap-Mix runs: the online saliency table (values and update counts per
+                        class and part combination) and its pictures
 
 Resume is exact on the CPU: the shuffling and augmentation generators are derived from
 ``(seed, epoch, rank)`` and every other RNG state is checkpointed, so an interrupted run resumed
@@ -166,6 +169,7 @@ class Trainer:
             config.train.seed,
             baseline=baseline,
             context=self.context,
+            class_names=dataset.class_names,
         )
         self.ddp_model: nn.Module = self.model
         if self.context.is_distributed:
@@ -427,6 +431,12 @@ class Trainer:
             self.logger.info(format_metrics_table(metrics, "test"))
             if self.config.log.plots:
                 self._plot(metrics)
+            self.method.write_artifacts(
+                self.out_dir,
+                self.train_counts,
+                (self.config.data.many_threshold, self.config.data.few_threshold),
+                self.config.log.plots,
+            )
             if self.tensorboard is not None:
                 for key, value in metrics.summary().items():
                     if isinstance(value, (int, float)):
