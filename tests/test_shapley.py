@@ -352,3 +352,23 @@ def test_weights_in_the_merged_game_use_the_reduced_player_count():
         expected = factorial(size) * factorial(2 - size) / factorial(3)
         assert weights[coalition | combo] == pytest.approx(expected)
         assert weights[coalition] == pytest.approx(-expected)
+
+
+def test_empty_coalitions_share_one_baseline_forward_without_changing_values():
+    from shapmix.mixing.shapley import _masked_probabilities
+
+    model = small_model()
+    x, y = small_batch(4)
+    baseline = torch.randn(3, 8, 25, 1, generator=torch.Generator().manual_seed(3))
+    keep = torch.rand(8, 25, generator=torch.Generator().manual_seed(4)) > 0.5
+    keep[[1, 2, 6]] = False  # empty coalitions of samples 1, 2 and 2
+    calls = []
+    hook = model.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    try:
+        shared = _masked_probabilities(model, x, y, keep, baseline)
+    finally:
+        hook.remove()
+    assert calls == [8 - 3 + 1]  # 5 masked rows + one shared baseline row, one forward pass
+    rows = torch.arange(8) % 4
+    expected = true_class_probability(model, mask_parts(x[rows], keep, baseline), y[rows])
+    torch.testing.assert_close(shared, expected, rtol=1e-5, atol=1e-6)
