@@ -68,3 +68,28 @@ def tiny_overrides(data_path: Path, epochs: int = 2) -> list[str]:
 
 def tiny_config(data_path: Path, epochs: int = 2, extra: list[str] | None = None):
     return load_config(None, tiny_overrides(data_path, epochs) + list(extra or []))
+
+
+class SimulatedInterruption(Exception):
+    """Raised from an epoch callback to simulate a run killed after its first epoch."""
+
+
+def train_interrupted_then_resumed(config, out: Path, after_crash=None) -> None:
+    """Train ``config`` in ``out``, crash after epoch 1 (its checkpoint written), then resume.
+
+    ``after_crash()`` runs between the two, e.g. to inspect the interrupted run's checkpoint.
+    """
+    from shapmix.engine.trainer import train
+
+    def crash_after_first_epoch(trainer, epoch, record):
+        if epoch == 0:
+            raise SimulatedInterruption
+
+    with pytest.raises(SimulatedInterruption):
+        train(config, out, callbacks=[crash_after_first_epoch])
+    from shapmix.engine.checkpoint import load_checkpoint
+
+    assert load_checkpoint(out / "last.pt")["epoch"] == 0
+    if after_crash is not None:
+        after_crash()
+    train(config, out, resume=True)

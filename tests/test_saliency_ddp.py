@@ -18,7 +18,7 @@ from shapmix.engine.distributed import DistributedContext
 from shapmix.engine.trainer import train
 from shapmix.mixing import SaliencyTable
 
-from helpers import TINY_CLASSES, make_tiny_dataset, tiny_config, tiny_overrides
+from helpers import TINY_CLASSES, make_tiny_dataset, tiny_config, tiny_overrides, train_interrupted_then_resumed
 
 WORLD_SIZE = 2
 NUM_CLASSES, NUM_COMBINATIONS = 4, 20
@@ -130,19 +130,9 @@ def test_interrupted_and_resumed_shapmix_run_keeps_weights_and_table(tiny_data, 
     full = tmp_path / "full"
     train(config, full)
 
-    class Interrupt(Exception):
-        pass
-
-    def crash_after_first_epoch(trainer, epoch, record):
-        if epoch == 0:
-            raise Interrupt
-
+    interrupted: dict = {}
     part = tmp_path / "part"
-    with pytest.raises(Interrupt):
-        train(config, part, callbacks=[crash_after_first_epoch])
-    interrupted = _saved_state(part)
-    assert load_checkpoint(part / "last.pt")["epoch"] == 0
-    train(config, part, resume=True)
+    train_interrupted_then_resumed(config, part, after_crash=lambda: interrupted.update(_saved_state(part)))
 
     expected, resumed = _saved_state(full), _saved_state(part)
     for key in expected["model"]:

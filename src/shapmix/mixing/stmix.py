@@ -301,14 +301,8 @@ def _global_mix(x: torch.Tensor, partner: torch.Tensor, lam: torch.Tensor) -> to
     return (1 - lam) * x + lam * x[partner.to(x.device)]
 
 
-class Mixup(BatchMixer):
-    """Global Mixup with a per-sample ratio: ``x'_i = (1 - lam_i) x_i + lam_i x_j``.
-
-    Args:
-        num_classes: ``K``.
-        alpha: ``lam ~ Beta(alpha, alpha)``; ``None`` for ``U(0, 1)`` (ST-Mix's Mixup branch).
-        partner, generator, seed: see :class:`BatchMixer`.
-    """
+class _RatioMixer(BatchMixer):
+    """A mixer whose mixing ratio is drawn from ``Beta(alpha, alpha)`` (``None``: ``U(0, 1)``)."""
 
     def __init__(
         self,
@@ -321,6 +315,16 @@ class Mixup(BatchMixer):
         super().__init__(num_classes, partner, generator, seed)
         _check_alpha(alpha)
         self.alpha = alpha
+
+
+class Mixup(_RatioMixer):
+    """Global Mixup with a per-sample ratio: ``x'_i = (1 - lam_i) x_i + lam_i x_j``.
+
+    Args:
+        num_classes: ``K``.
+        alpha: ``lam ~ Beta(alpha, alpha)``; ``None`` for ``U(0, 1)`` (ST-Mix's Mixup branch).
+        partner, generator, seed: see :class:`BatchMixer`.
+    """
 
     def mix_with_info(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, MixInfo]:
         _check_batch(x, y)
@@ -343,7 +347,7 @@ class Mixup(BatchMixer):
         return _global_mix(x, partner, lam), self._targets(x, y, partner, lam), info
 
 
-class CutMix(BatchMixer):
+class CutMix(_RatioMixer):
     """CutMix for skeletons: a random joint subset in a random frame window is copied from the
     partner (same frames, no resizing).
 
@@ -357,18 +361,6 @@ class CutMix(BatchMixer):
         alpha: Beta parameter of the target ratio; ``None`` for ``U(0, 1)``.
         partner, generator, seed: see :class:`BatchMixer`.
     """
-
-    def __init__(
-        self,
-        num_classes: int,
-        alpha: float | None = None,
-        partner: PartnerMode = "shift",
-        generator: torch.Generator | None = None,
-        seed: int | None = None,
-    ) -> None:
-        super().__init__(num_classes, partner, generator, seed)
-        _check_alpha(alpha)
-        self.alpha = alpha
 
     def mix_with_info(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, MixInfo]:
         _check_batch(x, y)
