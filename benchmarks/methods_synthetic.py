@@ -24,7 +24,7 @@ METHODS: dict[str, list[str]] = {
     "CE": ["loss.name=ce", "method.name=none"],
     "Balanced Softmax": ["loss.name=balanced_softmax", "method.name=none"],
     "ST-Mix (BS)": ["loss.name=balanced_softmax", "method.name=stmix"],
-    "Shap-Mix (BS)": ["loss.name=balanced_softmax", "method.name=shapmix"],
+    "Shap-Mix (BS)": ["loss.name=balanced_softmax", "method.name=shapmix", "method.interval=1"],
 }
 COLUMNS = ("top1", "many", "medium", "few", "class_mean")
 
