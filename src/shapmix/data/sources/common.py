@@ -242,6 +242,58 @@ def is_odd(value: int) -> bool:
     return value % 2 == 1
 
 
+def convert_cross_subject_directory(
+    input_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    suffix: str,
+    name_pattern: re.Pattern[str],
+    read_file: Callable[[Path], np.ndarray],
+    layout: str,
+    class_names: Sequence[str],
+    channels: Sequence[str],
+    source: str,
+) -> SkeletonData:
+    """Convert a folder of one-file-per-sample skeletons named ``a<action>_s<subject>_...``.
+
+    ``read_file(path)`` returns one sample as ``(T, V, C)``; ``name_pattern`` must have named
+    groups ``action`` (1-based over ``class_names``) and ``subject``.  Odd subjects train, even
+    subjects test (the common cross-subject protocol of MSR Action3D and UTD-MHAD).  Unreadable
+    files are skipped and listed in ``metadata["skipped"]``.
+    """
+    input_dir = Path(input_dir)
+    files = sorted(input_dir.glob(f"*{suffix}"))
+    if not files:
+        raise SourceFormatError(input_dir, f"no *{suffix} file in this directory")
+    subjects: dict[str, int] = {}
+
+    def read(path: Path) -> Sample:
+        name = path.name[: -len(suffix)]
+        fields = parse_name_fields(name, name_pattern, path)
+        if not 1 <= fields["action"] <= len(class_names):
+            raise SourceFormatError(path, f"action {fields['action']} outside 1..{len(class_names)}")
+        skeleton = read_file(path)
+        subjects[name] = fields["subject"]
+        # (T, V, C) -> (C, T, V, M=1)
+        return Sample(name, skeleton.transpose(2, 0, 1)[..., None], fields["action"] - 1)
+
+    samples, skipped = convert_files(files, read)
+    return write_samples(
+        out_dir,
+        samples,
+        layout,
+        class_names,
+        splits=split_by(samples, lambda s: is_odd(subjects[s.name])),
+        channels=channels,
+        metadata={
+            "source": source,
+            "input": str(input_dir),
+            "units": "metres",
+            "split": "cross-subject: odd subjects train, even subjects test",
+        },
+        skipped=skipped,
+    )
+
+
 def is_number(value: Any) -> bool:
     """Whether a json scalar is a finite number (bool is not a number here)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -29,15 +29,10 @@ import numpy as np
 
 from ..format import SkeletonData
 from .common import (
-    Sample,
     SourceFormatError,
-    convert_files,
+    convert_cross_subject_directory,
     decode_text,
-    is_odd,
     parse_float_table,
-    parse_name_fields,
-    split_by,
-    write_samples,
 )
 
 __all__ = ["MSR_CLASS_NAMES", "read_msr_file", "convert_msr_action3d"]
@@ -109,41 +104,17 @@ def convert_msr_action3d(
 ) -> SkeletonData:
     """Convert a directory of ``*_skeleton3D.txt`` files into the project's format.
 
-    Sample names are ``aAA_sSS_eEE``; labels are ``action - 1`` over :data:`MSR_CLASS_NAMES`.
-    Unreadable files are skipped and listed in ``metadata["skipped"]``.
+    Sample names are ``aAA_sSS_eEE``; labels are ``action - 1`` over :data:`MSR_CLASS_NAMES`;
+    odd subjects train.  Unreadable files are skipped and listed in ``metadata["skipped"]``.
     """
-    input_dir = Path(input_dir)
-    files = sorted(input_dir.glob(f"*{FILE_SUFFIX}"))
-    if not files:
-        raise SourceFormatError(input_dir, f"no *{FILE_SUFFIX} file in this directory")
-    subjects: dict[str, int] = {}
-
-    def read(path: Path) -> Sample:
-        name = path.name[: -len(FILE_SUFFIX)]
-        fields = parse_name_fields(name, NAME_PATTERN, path)
-        if not 1 <= fields["action"] <= len(MSR_CLASS_NAMES):
-            raise SourceFormatError(
-                path, f"action {fields['action']} outside 1..{len(MSR_CLASS_NAMES)}"
-            )
-        skeleton = read_msr_file(path, keep_confidence)
-        subjects[name] = fields["subject"]
-        # (T, V, C) -> (C, T, V, M=1)
-        return Sample(name, skeleton.transpose(2, 0, 1)[..., None], fields["action"] - 1)
-
-    samples, skipped = convert_files(files, read)
-    channels = ("x", "y", "z", "confidence") if keep_confidence else ("x", "y", "z")
-    return write_samples(
+    return convert_cross_subject_directory(
+        input_dir,
         out_dir,
-        samples,
+        FILE_SUFFIX,
+        NAME_PATTERN,
+        lambda path: read_msr_file(path, keep_confidence),
         LAYOUT,
         MSR_CLASS_NAMES,
-        splits=split_by(samples, lambda s: is_odd(subjects[s.name])),
-        channels=channels,
-        metadata={
-            "source": "msr_action3d",
-            "input": str(input_dir),
-            "units": "metres",
-            "split": "cross-subject: odd subjects train, even subjects test",
-        },
-        skipped=skipped,
+        ("x", "y", "z", "confidence") if keep_confidence else ("x", "y", "z"),
+        source="msr_action3d",
     )

@@ -28,14 +28,9 @@ import numpy as np
 
 from ..format import SkeletonData
 from .common import (
-    Sample,
     SourceFormatError,
     check_finite,
-    convert_files,
-    is_odd,
-    parse_name_fields,
-    split_by,
-    write_samples,
+    convert_cross_subject_directory,
 )
 
 __all__ = ["UTD_CLASS_NAMES", "read_utd_file", "convert_utd_mhad"]
@@ -125,38 +120,17 @@ def read_utd_file(path: str | os.PathLike) -> np.ndarray:
 
 
 def convert_utd_mhad(input_dir: str | os.PathLike, out_dir: str | os.PathLike) -> SkeletonData:
-    """Convert a directory of ``*_skeleton.mat`` files into the project's format."""
-    input_dir = Path(input_dir)
-    files = sorted(input_dir.glob(f"*{FILE_SUFFIX}"))
-    if not files:
-        raise SourceFormatError(input_dir, f"no *{FILE_SUFFIX} file in this directory")
+    """Convert a directory of ``*_skeleton.mat`` files into the project's format (odd subjects
+    train; unreadable files are skipped and listed in ``metadata["skipped"]``)."""
     _loadmat()  # fail once, clearly, if SciPy is missing
-    subjects: dict[str, int] = {}
-
-    def read(path: Path) -> Sample:
-        name = path.name[: -len(FILE_SUFFIX)]
-        fields = parse_name_fields(name, NAME_PATTERN, path)
-        if not 1 <= fields["action"] <= len(UTD_CLASS_NAMES):
-            raise SourceFormatError(
-                path, f"action {fields['action']} outside 1..{len(UTD_CLASS_NAMES)}"
-            )
-        skeleton = read_utd_file(path)
-        subjects[name] = fields["subject"]
-        return Sample(name, skeleton.transpose(2, 0, 1)[..., None], fields["action"] - 1)
-
-    samples, skipped = convert_files(files, read)
-    return write_samples(
+    return convert_cross_subject_directory(
+        input_dir,
         out_dir,
-        samples,
+        FILE_SUFFIX,
+        NAME_PATTERN,
+        read_utd_file,
         LAYOUT,
         UTD_CLASS_NAMES,
-        splits=split_by(samples, lambda s: is_odd(subjects[s.name])),
-        channels=("x", "y", "z"),
-        metadata={
-            "source": "utd_mhad",
-            "input": str(input_dir),
-            "units": "metres",
-            "split": "cross-subject: odd subjects train, even subjects test",
-        },
-        skipped=skipped,
+        ("x", "y", "z"),
+        source="utd_mhad",
     )
