@@ -93,3 +93,21 @@ def train_interrupted_then_resumed(config, out: Path, after_crash=None) -> None:
     if after_crash is not None:
         after_crash()
     train(config, out, resume=True)
+
+
+def assert_same_content(a, b) -> None:
+    """Deep equality that also requires equal types, dtypes and key order."""
+    assert type(a) is type(b)
+    if isinstance(a, dict):
+        assert list(a) == list(b)
+        for key in a:
+            assert_same_content(a[key], b[key])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            assert_same_content(x, y)
+    elif isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_array_equal(a, b)
+    else:
+        assert a == b

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import shared_data
+from helpers import assert_same_content, shared_data
 
 from shapmix.cli import main
 from shapmix.data.format import load_dataset, write_dataset
@@ -41,24 +41,6 @@ def _link_files(target: Path, sources) -> Path:
     for source in sources:
         os.symlink(source, target / source.name)
     return target
-
-
-def _assert_same_content(a, b) -> None:
-    """Deep equality that also requires equal types, dtypes and key order."""
-    assert type(a) is type(b)
-    if isinstance(a, dict):
-        assert list(a) == list(b)
-        for key in a:
-            _assert_same_content(a[key], b[key])
-    elif isinstance(a, list):
-        assert len(a) == len(b)
-        for x, y in zip(a, b):
-            _assert_same_content(x, y)
-    elif isinstance(a, np.ndarray):
-        assert a.dtype == b.dtype and a.shape == b.shape
-        np.testing.assert_array_equal(a, b)
-    else:
-        assert a == b
 
 
 # --------------------------------------------------------------------------------------------
@@ -149,7 +131,7 @@ def test_prepare_ntu60_pyskl_equals_reference(tmp_path, capsys):
         "--no-progress",
     )
     assert code == 0 and "15 of 15 samples converted" in out_text
-    _assert_same_content(read_pyskl(out), read_pyskl(reference))
+    assert_same_content(read_pyskl(out), read_pyskl(reference))
 
 
 def test_interrupted_pyskl_conversion_resumes(tmp_path, capsys, monkeypatch):
@@ -179,7 +161,7 @@ def test_interrupted_pyskl_conversion_resumes(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(ntu, "_process_pyskl_task", original)
     code, out_text, _ = prepare(capsys, *argv)
     assert code == 0 and "5 resumed" in out_text
-    _assert_same_content(read_pyskl(out), read_pyskl(reference))
+    assert_same_content(read_pyskl(out), read_pyskl(reference))
 
 
 def test_prepare_ntu_lt_list_needs_the_project_format(tmp_path, capsys):

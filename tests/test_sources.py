@@ -26,25 +26,7 @@ from shapmix.data.sources.pyskl import (
     write_pyskl,
 )
 
-from helpers import shared_data
-
-
-def _assert_same_content(a, b) -> None:
-    """Deep equality that also requires equal types, dtypes and key order."""
-    assert type(a) is type(b)
-    if isinstance(a, dict):
-        assert list(a) == list(b)
-        for key in a:
-            _assert_same_content(a[key], b[key])
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b)
-        for x, y in zip(a, b):
-            _assert_same_content(x, y)
-    elif isinstance(a, np.ndarray):
-        assert a.dtype == b.dtype and a.shape == b.shape
-        np.testing.assert_array_equal(a, b)
-    else:
-        assert a == b
+from helpers import assert_same_content, shared_data
 
 
 # --------------------------------------------------------------------------------------------
@@ -150,7 +132,7 @@ def test_pyskl_reference_pickle_loads_exactly_and_round_trips(tmp_path):
     path = shared_data("ntu", "reference", "pyskl", "ntu60_3danno.pkl")
     content = read_pyskl(path)
     with open(path, "rb") as handle:  # the reference file is trusted: compare with plain pickle
-        _assert_same_content(content, pickle.load(handle))
+        assert_same_content(content, pickle.load(handle))
     annotations = content["annotations"]
     assert len(annotations) == 15
     assert set(content["split"]) == {"xsub_train", "xsub_val", "xview_train", "xview_val"}
@@ -166,7 +148,7 @@ def test_pyskl_reference_pickle_loads_exactly_and_round_trips(tmp_path):
     assert 0 <= min(labels) and max(labels) <= 59
 
     out = write_pyskl(annotations, content["split"], tmp_path / "copy.pkl")
-    _assert_same_content(read_pyskl(out), content)
+    assert_same_content(read_pyskl(out), content)
 
     ds = convert_pyskl(path, tmp_path / "ntu")
     assert ds.shape == (15, 3, 103, 25, 2) and ds.layout.name == "ntu25"
@@ -183,7 +165,7 @@ def test_pyskl_reference_pickle_loads_exactly_and_round_trips(tmp_path):
         assert not ds.data[i, :, :, :, M:].any()
     # back to pyskl: the same annotations (float16 -> float32 -> float16 is exact)
     back, split = annotations_from_dataset(ds)
-    _assert_same_content(back, annotations)
+    assert_same_content(back, annotations)
     assert split["xsub_train"] == content["split"]["xsub_train"]
 
 
@@ -211,7 +193,7 @@ def test_pyskl_coco_2d_with_scores_round_trip(tmp_path):
     split = {"train": ["video_0", "video_2"], "test": ["video_1", "video_3"]}
     path = write_pyskl(annotations, split, tmp_path / "coco.pkl")
     content = read_pyskl(path)
-    _assert_same_content(content, {"split": split, "annotations": annotations})
+    assert_same_content(content, {"split": split, "annotations": annotations})
 
     ds = convert_pyskl(path, tmp_path / "coco", class_names=list("abcde"))
     assert ds.layout.name == "coco17" and ds.channels == ("x", "y", "score")
@@ -231,7 +213,7 @@ def test_pyskl_coco_2d_with_scores_round_trip(tmp_path):
     for original, again in zip(annotations, back):
         assert set(again) == set(original)
         for key in original:
-            _assert_same_content(again[key], original[key])
+            assert_same_content(again[key], original[key])
 
 
 def test_pyskl_annotations_from_arrays_drop_absent_persons():
