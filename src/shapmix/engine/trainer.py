@@ -66,6 +66,8 @@ CHECKPOINT_VERSION = 1
 LOGGER_NAME = "shapmix"
 # Distinct streams of randomness derived from the run seed.
 _SHUFFLE_STREAM, _AUGMENT_STREAM = 1, 2
+# Steps between progress-bar updates (each one reads the running totals back from the device).
+PROGRESS_EVERY = 10
 
 EpochCallback = Callable[["Trainer", int, dict[str, Any]], None]
 
@@ -282,7 +284,8 @@ class Trainer:
         augment = torch.Generator().manual_seed(
             _derived_seed(self.config.train.seed, _AUGMENT_STREAM, epoch, self.context.rank)
         )
-        totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, samples
+        # loss sum, correct, samples: accumulated on the device so a step never waits for it
+        totals = torch.zeros(3, dtype=torch.float64, device=self.device)
         started = time.perf_counter()
         loader = self._train_loader(epoch)
         bar = tqdm(
@@ -315,10 +318,10 @@ class Trainer:
             self.optimizer.step()
             self.scheduler.step()
             with torch.no_grad():
-                batch_loss = loss.detach().double().cpu()
-                batch_correct = (logits.argmax(1) == y).sum().double().cpu()
-            totals += torch.stack([batch_loss * len(y), batch_correct, torch.tensor(float(len(y)), dtype=torch.float64)])
-            if step % 10 == 0:
+                totals[0] += loss.detach().double() * len(y)
+                totals[1] += (logits.argmax(1) == y).sum()
+                totals[2] += len(y)
+            if step % PROGRESS_EVERY == 0 and not bar.disable:
                 elapsed = time.perf_counter() - started
                 bar.set_postfix(
                     loss=f"{totals[0].item() / totals[2].item():.3f}",
