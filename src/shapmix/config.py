@@ -82,6 +82,13 @@ class DataConfig(Section):
     )
     modality: Modality = "joint"
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
+    sampler: Literal["random", "ros", "class_balanced"] = Field(
+        "random",
+        description="training order: random = a shuffle of the split; ros = random over-sampling "
+        "(Van Hulse et al. ICML 2007), every class topped up with replacement to the largest "
+        "class, epoch = classes x largest count; class_balanced = uniform class, then uniform "
+        "sample (Kang et al. ICLR 2020, cRT), epoch = split size",
+    )
     many_threshold: int = Field(100, ge=0, description="Many: more training samples than this")
     few_threshold: int = Field(20, ge=0, description="Few: fewer training samples than this")
 

@@ -40,11 +40,12 @@ import torch
 import yaml
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler
 from tqdm import tqdm
 
 from ..config import Config, config_to_dict
 from ..data.longtail import group_classes
+from ..data.samplers import REBALANCING_SAMPLERS, RebalancingSampler, epoch_length
 from ..losses import build_loss
 from .builders import (
     RunData,
@@ -189,7 +190,8 @@ class Trainer:
                 f"the training split has {len(self.data.train)} samples, fewer than one batch "
                 f"(train.batch_size={config.train.batch_size})"
             )
-        self.steps_per_epoch = len(self.data.train) // config.train.batch_size
+        # ros lengthens the epoch (every class topped up to the largest); the others keep the split size
+        self.steps_per_epoch = epoch_length(config.data.sampler, self.data.train.labels) // config.train.batch_size
         self.optimizer = torch.optim.SGD(
             self.model.parameters(),
             lr=config.optim.lr,
@@ -262,7 +264,13 @@ class Trainer:
     # ----------------------------------------------------------------------------- loop
     def _train_loader(self, epoch: int) -> DataLoader:
         seed = _derived_seed(self.config.train.seed, _SHUFFLE_STREAM, 0)
-        if self.context.is_distributed:
+        sampler: Sampler[int]
+        if self.config.data.sampler in REBALANCING_SAMPLERS:
+            sampler = RebalancingSampler(
+                self.config.data.sampler, self.data.train.labels, seed, self.context.rank, self.context.world_size
+            )
+            sampler.set_epoch(epoch)
+        elif self.context.is_distributed:
             sampler = DistributedSampler(
                 self.data.train, self.context.world_size, self.context.rank, shuffle=True, seed=seed % 2**31, drop_last=True
             )
