@@ -172,11 +172,12 @@ class MethodConfig(Section):
 
     ``none``: plain training.  ``mixup`` / ``cutmix``: global or box mixing.  ``stmix``: random
     part-level spatial-temporal mixing (Shap-Mix Section 3.2).  ``shapmix``: ST-Mix whose parts
-    follow online Shapley saliency and the tail-aware policy (Section 3.3).  Every mixing method
-    trains on the clean and the mixed batch together.
+    follow online Shapley saliency and the tail-aware policy (Section 3.3).  ``remix``: Mixup with
+    Remix's re-balanced labels (Chou et al. ECCV-W 2020; add ``loss.drw_epoch`` for Remix-DRW).
+    Every mixing method trains on the clean and the mixed batch together.
     """
 
-    name: Literal["none", "mixup", "cutmix", "stmix", "shapmix"] = "none"
+    name: Literal["none", "mixup", "cutmix", "stmix", "shapmix", "remix"] = "none"
     p_mixup: float = Field(0.25, ge=0, le=1, description="stmix/shapmix: probability of global Mixup")
     mixup_alpha: float | None = Field(
         None, gt=0, description="Beta(alpha, alpha) mixing ratio; null = U(0, 1) as the authors"
@@ -189,6 +190,15 @@ class MethodConfig(Section):
     )
     partner: Literal["shift", "cycle"] = Field(
         "shift", description="pairing: cyclic shift of the batch or a random cycle"
+    )
+    remix_alpha: float = Field(1.0, gt=0, description="remix: Beta(alpha, alpha) input ratio (Chou et al. 2020: 1)")
+    remix_kappa: float = Field(
+        3.0, ge=1, description="remix: class-count ratio from which a pair is head vs tail (Chou et al. 2020: 3)"
+    )
+    remix_tau: float = Field(
+        0.5, ge=0, le=1,
+        description="remix: a head sample mixed in below this share gives the whole label to the tail "
+        "sample (Chou et al. 2020: 0.5)",
     )
     guidance: Literal["shapley", "random", "gradcam"] = Field(
         "shapley",

@@ -25,6 +25,7 @@ from ..mixing import (
     CutMix,
     Mixup,
     PartCombinations,
+    Remix,
     SaliencyTable,
     ShapMix,
     STMix,
@@ -66,7 +67,7 @@ class TrainingMethod:
 
 
 class MixingMethod(TrainingMethod):
-    """Train on clean and mixed data with a batch mixer (Mixup, CutMix, ST-Mix)."""
+    """Train on clean and mixed data with a batch mixer (Mixup, CutMix, ST-Mix, Remix)."""
 
     def __init__(self, name: str, mixer: BatchMixer) -> None:
         self.name = name
@@ -223,6 +224,17 @@ def build_method(
         return MixingMethod("mixup", Mixup(num_classes, alpha=config.mixup_alpha, partner=config.partner, seed=mixer_seed))
     if config.name == "cutmix":
         return MixingMethod("cutmix", CutMix(num_classes, alpha=config.mixup_alpha, partner=config.partner, seed=mixer_seed))
+    if config.name == "remix":
+        remix = Remix(
+            num_classes,
+            class_counts,
+            alpha=config.remix_alpha,
+            kappa=config.remix_kappa,
+            tau=config.remix_tau,
+            partner=config.partner,
+            seed=mixer_seed,
+        )
+        return MixingMethod("remix", remix)
     stmix_options = dict(
         p_mixup=config.p_mixup,
         mixup_alpha=config.mixup_alpha,

@@ -5,10 +5,12 @@ random, temporally down-sampled window (Section 3.2); :class:`ShapMix` picks the
 from per-class Shapley saliency (:class:`SaliencyTable`, estimated online with
 :func:`estimate_combination_shapley`, or fed by :func:`gradcam_part_scores` for the paper's
 Grad-CAM ablation) with a tail-aware policy (Section 3.3).
+:class:`Remix` is the re-balanced Mixup baseline (Chou et al., ECCV-W 2020).
 """
 
 from .gradcam import gradcam_joint_maps, gradcam_part_scores, last_block_gradients
 from .parts import NO_COMPLEMENT, PartCombinations, part_joint_masks
+from .remix import Remix, remix_label_ratio
 from .saliency import SaliencyTable
 from .shapley import (
     ShapleyEstimate,
@@ -48,6 +50,7 @@ __all__ = [
     "MixInfo",
     "Mixup",
     "PartCombinations",
+    "Remix",
     "STMix",
     "SaliencyTable",
     "ShapMix",
@@ -62,6 +65,7 @@ __all__ = [
     "gradcam_part_scores",
     "last_block_gradients",
     "make_generator",
+    "remix_label_ratio",
     "mask_parts",
     "mean_sequence",
     "merged_player_weights",
