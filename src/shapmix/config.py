@@ -31,6 +31,7 @@ __all__ = [
     "ScheduleConfig",
     "LossConfig",
     "MethodConfig",
+    "FinetuneConfig",
     "TrainConfig",
     "LogConfig",
     "load_config",
@@ -221,6 +222,38 @@ class MethodConfig(Section):
         return self
 
 
+class FinetuneConfig(Section):
+    """Second stage of a decoupled method, started from a first-stage ``last.pt``.
+
+    ``none``: an ordinary (first-stage) run.  ``crt``: classifier re-training (Kang et al.,
+    ICLR 2020): the backbone is frozen, the classifier re-initialised and trained alone, meant
+    with ``data.sampler=class_balanced``.  ``maxnorm``: weight balancing's second stage
+    (Alshammari et al., CVPR 2022): the frozen backbone's classifier is fine-tuned under the
+    MaxNorm constraint (with weight decay and a class-balanced loss, e.g. Balanced Softmax).
+    """
+
+    kind: Literal["none", "crt", "maxnorm"] = Field(
+        "none", description="second-stage method: none, crt (classifier re-training) or maxnorm"
+    )
+    checkpoint: str | None = Field(
+        None, description="crt/maxnorm: the first stage's last.pt (same model config and dataset)"
+    )
+    maxnorm_threshold: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="maxnorm: radius of the per-class weight-norm ball, as the fraction of the way "
+        "from the smallest to the largest first-stage class-weight norm "
+        "(Alshammari et al. CVPR 2022, official code: 0.1)",
+    )
+
+    @model_validator(mode="after")
+    def _check_checkpoint(self) -> "FinetuneConfig":
+        if self.kind != "none" and not self.checkpoint:
+            raise ValueError(f"finetune.kind={self.kind} needs finetune.checkpoint (a first-stage last.pt)")
+        return self
+
+
 class TrainConfig(Section):
     seed: int = 0
     batch_size: int = Field(64, ge=1, description="global batch size (split across processes)")
@@ -245,6 +278,9 @@ class Config(Section):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
     method: MethodConfig = Field(default_factory=MethodConfig)
+    finetune: FinetuneConfig = Field(
+        default_factory=FinetuneConfig, description="second stage of decoupled methods (cRT, MaxNorm)"
+    )
     train: TrainConfig = Field(default_factory=TrainConfig)
     log: LogConfig = Field(default_factory=LogConfig)
 

@@ -59,6 +59,7 @@ from .builders import (
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .distributed import init_distributed
 from .evaluate import Metrics, compute_metrics, format_metrics_table, predict, save_scores
+from .finetune import SecondStage, build_second_stage
 from .methods import TrainingMethod, build_method
 
 __all__ = ["Trainer", "train", "lr_factor", "EpochCallback", "CHECKPOINT_VERSION"]
@@ -158,6 +159,9 @@ class Trainer:
         )
         self.train_pipeline, self.test_pipeline = build_pipelines(config, dataset)
         self.model = build_run_model(config, dataset).to(self.device)
+        # A decoupled second stage loads its first stage and freezes the backbone before the
+        # DDP wrapper and the optimiser see the parameters.
+        self.second_stage: SecondStage = build_second_stage(config, self.model, dataset.class_names, self.device)
         self.criterion = build_loss(config.loss.name, self.train_counts, config.loss.tau).to(self.device)
         baseline = None
         if config.method.name == "shapmix":
@@ -193,7 +197,7 @@ class Trainer:
         # ros lengthens the epoch (every class topped up to the largest); the others keep the split size
         self.steps_per_epoch = epoch_length(config.data.sampler, self.data.train.labels) // config.train.batch_size
         self.optimizer = torch.optim.SGD(
-            self.model.parameters(),
+            [p for p in self.model.parameters() if p.requires_grad],
             lr=config.optim.lr,
             momentum=config.optim.momentum,
             nesterov=config.optim.nesterov,
@@ -289,6 +293,7 @@ class Trainer:
 
     def _train_epoch(self, epoch: int) -> dict[str, Any]:
         self.ddp_model.train()
+        self.second_stage.set_train_mode(self.model)
         augment = torch.Generator().manual_seed(
             _derived_seed(self.config.train.seed, _AUGMENT_STREAM, epoch, self.context.rank)
         )
@@ -324,6 +329,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
+            self.second_stage.after_step(self.model)
             self.scheduler.step()
             with torch.no_grad():
                 totals[0] += loss.detach().double() * len(y)
