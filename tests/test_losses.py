@@ -3,6 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from shapmix.config import LossConfig
 from shapmix.losses import BalancedSoftmax, CrossEntropy, build_loss
 
 
@@ -47,4 +48,4 @@ def test_empty_class_keeps_loss_finite_and_bad_shapes_fail():
     with pytest.raises(ValueError, match="do not match"):
         CrossEntropy()(torch.randn(4, 3), torch.rand(4, 2))
     with pytest.raises(ValueError, match="unknown loss"):
-        build_loss("focal", [1, 2])
+        build_loss(LossConfig.model_construct(name="nope"), [1, 2], total_epochs=1)

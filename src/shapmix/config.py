@@ -161,11 +161,60 @@ class ScheduleConfig(Section):
         return self
 
 
-class LossConfig(Section):
-    """Classification loss; both accept soft targets."""
+LossName = Literal["ce", "balanced_softmax", "focal", "class_balanced", "ldam", "influence_balanced"]
+# Losses that deferred re-weighting may wrap; the others already re-balance from the start.
+DRW_BASE_LOSSES = ("ce", "focal", "ldam")
 
-    name: Literal["ce", "balanced_softmax"] = "ce"
+
+class LossConfig(Section):
+    """Classification loss (:mod:`shapmix.losses`); every loss accepts soft targets."""
+
+    name: LossName = Field(
+        "ce",
+        description="ce, balanced_softmax (Ren et al. 2020), focal (Lin et al. 2017), class_balanced "
+        "(Cui et al. 2019), ldam (Cao et al. 2019; use model.args.classifier=cosine), "
+        "influence_balanced (Park et al. 2021)",
+    )
     tau: float = Field(1.0, ge=0, description="balanced_softmax: weight of log prior")
+    focal_gamma: float = Field(
+        2.0, ge=0, description="focal, class_balanced with cb_base=focal: focusing gamma (Lin et al. ICCV 2017: 2)"
+    )
+    cb_beta: float = Field(
+        0.9999, ge=0, lt=1,
+        description="class_balanced: effective-number beta (Cui et al. CVPR 2019, long-tailed CIFAR: 0.9999)",
+    )
+    cb_base: Literal["softmax", "focal"] = Field(
+        "softmax", description="class_balanced: weighted softmax cross entropy or weighted focal loss"
+    )
+    ldam_max_margin: float = Field(
+        0.5, gt=0, description="ldam: margin of the rarest class, margins ~ n^-1/4 (Cao et al. NeurIPS 2019: 0.5)"
+    )
+    ldam_scale: float = Field(30.0, gt=0, description="ldam: logit scale s (Cao et al. NeurIPS 2019: 30)")
+    drw_epoch: int | None = Field(
+        None, ge=0,
+        description="deferred re-weighting with class-balanced weights from this 0-based epoch on "
+        "(ce, focal, ldam; Cao et al. NeurIPS 2019: 160 of 200); null = off",
+    )
+    drw_beta: float = Field(
+        0.9999, ge=0, lt=1, description="DRW: effective-number beta of its weights (Cao et al.: 0.9999)"
+    )
+    ib_alpha: float = Field(
+        1000.0, gt=0, description="influence_balanced: influence weight scale alpha (Park et al. ICCV 2021: 1000)"
+    )
+    ib_start_epoch: int | None = Field(
+        None, ge=0,
+        description="influence_balanced: 0-based epoch where IB replaces plain cross entropy; "
+        "null = half the schedule (Park et al. ICCV 2021: 100 of 200)",
+    )
+
+    @model_validator(mode="after")
+    def _check_drw(self) -> "LossConfig":
+        if self.drw_epoch is not None and self.name not in DRW_BASE_LOSSES:
+            raise ValueError(
+                f"drw_epoch applies to {list(DRW_BASE_LOSSES)}, not {self.name!r} "
+                "(which re-balances from the first epoch); set loss.drw_epoch=null"
+            )
+        return self
 
 
 class MethodConfig(Section):
@@ -283,6 +332,22 @@ class Config(Section):
     )
     train: TrainConfig = Field(default_factory=TrainConfig)
     log: LogConfig = Field(default_factory=LogConfig)
+
+    @model_validator(mode="after")
+    def _check_loss_epochs(self) -> "Config":
+        epochs = self.schedule.epochs
+        if self.loss.drw_epoch is not None and self.loss.drw_epoch >= epochs:
+            raise ValueError(
+                f"loss.drw_epoch={self.loss.drw_epoch} must be smaller than schedule.epochs={epochs} "
+                "(0-based epoch where re-weighting starts)"
+            )
+        start = self.loss.ib_start_epoch
+        if self.loss.name == "influence_balanced" and start is not None and start >= epochs:
+            raise ValueError(
+                f"loss.ib_start_epoch={start} must be smaller than schedule.epochs={epochs} "
+                "(0-based epoch where the IB loss starts)"
+            )
+        return self
 
 
 def packaged_configs() -> dict[str, Path]:

@@ -162,7 +162,8 @@ class Trainer:
         # A decoupled second stage loads its first stage and freezes the backbone before the
         # DDP wrapper and the optimiser see the parameters.
         self.second_stage: SecondStage = build_second_stage(config, self.model, dataset.class_names, self.device)
-        self.criterion = build_loss(config.loss.name, self.train_counts, config.loss.tau).to(self.device)
+        self.criterion = build_loss(config.loss, self.train_counts, config.schedule.epochs).to(self.device)
+        self.criterion.attach(self.model)  # only losses that need the classifier's input hook it
         baseline = None
         if config.method.name == "shapmix":
             baseline = mean_input_sequence(
@@ -293,6 +294,7 @@ class Trainer:
 
     def _train_epoch(self, epoch: int) -> dict[str, Any]:
         self.ddp_model.train()
+        self.criterion.set_epoch(epoch)  # DRW / IB switch by epoch, also right after a resume
         self.second_stage.set_train_mode(self.model)
         augment = torch.Generator().manual_seed(
             _derived_seed(self.config.train.seed, _AUGMENT_STREAM, epoch, self.context.rank)

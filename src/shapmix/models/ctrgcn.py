@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from os import PathLike
+from typing import Literal
 
 import numpy as np
 import torch
@@ -38,6 +39,7 @@ __all__ = [
     "unit_gcn",
     "TCN_GCN_unit",
     "CTRGCN",
+    "CosineClassifier",
     "block_plan",
     "load_original_checkpoint",
 ]
@@ -412,6 +414,41 @@ def block_plan(num_blocks: int = 10, base_channels: int = 64) -> list[tuple[int,
     return plan
 
 
+class CosineClassifier(nn.Module):
+    """Normalised linear classifier: ``scale * cos(feature, class weight)`` for every class.
+
+    Both the ``(N, C)`` features and each class's ``(C,)`` weight vector are L2-normalised, so a
+    logit lies in ``[-scale, scale]``.  LDAM (Cao et al., NeurIPS 2019) is defined on this head:
+    its reference ``NormedLinear`` outputs the raw cosine and the loss applies the scale
+    (``loss.ldam_scale``), so LDAM runs keep ``scale = 1``.  There is no bias (a bias would undo
+    the normalisation).  The weight has the ``(num_classes, C)`` shape of ``nn.Linear``.
+
+    Args:
+        in_features: ``C``.
+        num_classes: ``K``.
+        scale: multiplier of the cosine.
+    """
+
+    def __init__(self, in_features: int, num_classes: int, scale: float = 1.0) -> None:
+        super().__init__()
+        if scale <= 0:
+            raise ValueError(f"cosine classifier scale must be positive, got {scale}")
+        self.scale = scale
+        self.weight = nn.Parameter(torch.empty(num_classes, in_features))
+
+    def forward(self, features: Tensor) -> Tensor:
+        """``(N, C)`` -> ``(N, K)`` scaled cosine similarities."""
+        return self.scale * nn.functional.linear(
+            nn.functional.normalize(features, dim=1), nn.functional.normalize(self.weight, dim=1)
+        )
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.weight.shape[1]}, num_classes={self.weight.shape[0]}, scale={self.scale}"
+
+
+ClassifierKind = Literal["linear", "cosine"]
+
+
 @register_model("ctrgcn")
 class CTRGCN(nn.Module):
     """CTR-GCN for skeleton action recognition.
@@ -421,7 +458,7 @@ class CTRGCN(nn.Module):
     Pipeline: ``data_bn`` normalises every (person, joint, channel) coordinate over ``(N, T)``;
     persons are folded into the batch, ``(N*M, C, T, V)``; blocks ``l1 .. l{num_blocks}``
     (:class:`TCN_GCN_unit`) follow :func:`block_plan`; features are averaged over time, joints
-    and persons, passed through dropout and the linear classifier ``fc``.
+    and persons, passed through dropout and the classifier ``fc`` (linear, or cosine for LDAM).
 
     Args:
         num_classes: number of classes.
@@ -433,6 +470,10 @@ class CTRGCN(nn.Module):
         dropout: dropout rate before ``fc``.
         adaptive: learn the shared topology ``PA`` (original default) or keep ``A`` fixed.
         graph_mode: adjacency partition (see :func:`shapmix.skeleton.graph.get_adjacency`).
+        classifier: ``linear`` (original: ``fc.weight`` and ``fc.bias``) or ``cosine``
+            (:class:`CosineClassifier`, ``fc.weight`` only; the normalised head of LDAM).
+        cosine_scale: ``cosine`` only: logits are ``cosine_scale * cos``; 1 for LDAM, whose
+            loss applies its own scale.
 
     Parameter names match the original implementation, so its checkpoints load directly.
     """
@@ -448,8 +489,12 @@ class CTRGCN(nn.Module):
         dropout: float = 0.0,
         adaptive: bool = True,
         graph_mode: str = "spatial",
+        classifier: ClassifierKind = "linear",
+        cosine_scale: float = 1.0,
     ) -> None:
         super().__init__()
+        if classifier not in ("linear", "cosine"):
+            raise ValueError(f"classifier must be 'linear' or 'cosine', got {classifier!r}")
         if num_classes < 1:
             raise ValueError(f"num_classes must be positive, got {num_classes}")
         if num_persons < 1 or in_channels < 1:
@@ -477,7 +522,11 @@ class CTRGCN(nn.Module):
         self.out_channels = channels
 
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.fc = nn.Linear(channels, num_classes)
+        self.fc: nn.Module = (
+            nn.Linear(channels, num_classes)
+            if classifier == "linear"
+            else CosineClassifier(channels, num_classes, cosine_scale)
+        )
         nn.init.normal_(self.fc.weight, 0.0, math.sqrt(2.0 / num_classes))
         _init_bn(self.data_bn, 1.0)
 
