@@ -224,10 +224,12 @@ class MethodConfig(Section):
     part-level spatial-temporal mixing (Shap-Mix Section 3.2).  ``shapmix``: ST-Mix whose parts
     follow online Shapley saliency and the tail-aware policy (Section 3.3).  ``remix``: Mixup with
     Remix's re-balanced labels (Chou et al. ECCV-W 2020; add ``loss.drw_epoch`` for Remix-DRW).
-    Every mixing method trains on the clean and the mixed batch together.
+    Every mixing method trains on the clean and the mixed batch together.  ``glmc``: global
+    Mixup and local CutMix of the batch with a re-sampled batch, a mixture consistency loss and
+    cumulative head-tail re-weighting (Du et al. CVPR 2023), trained on the mixed batches only.
     """
 
-    name: Literal["none", "mixup", "cutmix", "stmix", "shapmix", "remix"] = "none"
+    name: Literal["none", "mixup", "cutmix", "stmix", "shapmix", "remix", "glmc"] = "none"
     p_mixup: float = Field(0.25, ge=0, le=1, description="stmix/shapmix: probability of global Mixup")
     mixup_alpha: float | None = Field(
         None, gt=0, description="Beta(alpha, alpha) mixing ratio; null = U(0, 1) as the authors"
@@ -249,6 +251,31 @@ class MethodConfig(Section):
         0.5, ge=0, le=1,
         description="remix: a head sample mixed in below this share gives the whole label to the tail "
         "sample (Chou et al. 2020: 0.5)",
+    )
+    glmc_alpha: float = Field(
+        1.0, gt=0,
+        description="glmc: Beta(alpha, alpha) ratio shared by the global Mixup and the local CutMix "
+        "(Du et al. 2023, reference GLMC_mixed: 1)",
+    )
+    glmc_resample_power: float = Field(
+        0.2, ge=0,
+        description="glmc: the re-sampled batch draws a sample of class c with weight n_c^-q "
+        "(1 = class-balanced; Du et al. 2023 reference --resample_weighting: 0.2)",
+    )
+    glmc_label_power: float = Field(
+        1.0, ge=0,
+        description="glmc: re-weighted labels scale class c by n_c^-p, normalised to mean 1 "
+        "(Du et al. 2023 reference --label_weighting: 1)",
+    )
+    glmc_consistency_weight: float = Field(
+        10.0, ge=0,
+        description="glmc: weight of the global-local mixture consistency loss "
+        "(Du et al. 2023 reference --contrast_weight: 10)",
+    )
+    glmc_projection_dim: int = Field(
+        128, ge=1,
+        description="glmc: width of the projector and predictor (Du et al. 2023 reference: 128 "
+        "for ResNet-32, 256 for the larger ResNets)",
     )
     guidance: Literal["shapley", "random", "gradcam"] = Field(
         "shapley",
@@ -348,6 +375,16 @@ class Config(Section):
                 "(0-based epoch where the IB loss starts)"
             )
         return self
+
+    @model_validator(mode="after")
+    def _check_glmc_loss(self) -> "Config":
+        if self.method.name == "glmc" and self.loss.name != "ce":
+            raise ValueError(
+                f"method.name=glmc trains with its own losses (soft cross entropy on its conventional "
+                f"and re-balanced classifiers, Du et al. 2023); set loss.name=ce, not {self.loss.name!r}"
+            )
+        return self
+
 
 
 def packaged_configs() -> dict[str, Path]:

@@ -1,14 +1,19 @@
-"""Training methods: the two hooks through which a method changes a training step.
+"""Training methods: the hooks through which a method changes a training step.
 
 The trainer knows nothing about a specific method.  Each step it calls
 
 * ``method.before_step(model, x, y, epoch, step)`` (e.g. saliency estimation, no gradients), then
-* ``method.mix(x, y, epoch)``, which returns ``(x_mixed, soft_targets)`` or ``None``.
+* ``method.training_loss(network, x, y, criterion, epoch)``, which returns the step's loss and
+  the logits its training accuracy is counted on.
 
-When a mixed batch is returned the trainer runs one forward pass of ``cat([x, x_mixed])`` and
-adds the clean loss and the soft-target loss of the mixed half (the joint clean + mixed
-training of Shap-Mix, Section 3.4); otherwise it trains on ``x``.  A method's ``state_dict`` is
-saved in every checkpoint and restored on resume.
+The default ``training_loss`` asks ``method.mix(x, y, epoch)`` for ``(x_mixed, soft_targets)``
+or ``None``.  When a mixed batch is returned it runs one forward pass of ``cat([x, x_mixed])``
+and adds the clean loss and the soft-target loss of the mixed half (the joint clean + mixed
+training of Shap-Mix, Section 3.4); otherwise it trains on ``x``.  A method with its own loss
+(GLMC) overrides ``training_loss``; one with its own trainable modules exposes them as
+``heads``, which the trainer trains, wraps for DDP together with the model
+(:class:`TrainingNetwork`) and checkpoints through the method's ``state_dict``.  A method's
+``state_dict`` is saved in every checkpoint and restored on resume.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import default_collate
 
 from ..config import MethodConfig
 from ..mixing import (
@@ -32,17 +39,47 @@ from ..mixing import (
     estimate_combination_shapley,
     gradcam_part_scores,
 )
+from ..data.dataset import SkeletonSplit
+from ..data.transforms import Compose
+from ..mixing.glmc import (
+    GLMCHeads,
+    cumulative_weight,
+    global_local_mix,
+    label_weights,
+    mixture_consistency,
+    resampling_weights,
+    weighted_soft_cross_entropy,
+)
 from ..mixing.stmix import BatchMixer
 from ..skeleton.layouts import Layout
 from .distributed import DistributedContext
 
-__all__ = ["TrainingMethod", "MixingMethod", "ShapMixMethod", "build_method"]
+__all__ = ["TrainingMethod", "TrainingNetwork", "MixingMethod", "ShapMixMethod", "GLMCMethod", "build_method"]
+
+
+class TrainingNetwork(nn.Module):
+    """The backbone and a method's trainable ``heads`` as one module, so that one optimiser and
+    one DDP wrapper cover both.  ``forward(x)`` is the backbone's logits; ``forward(x,
+    with_heads=True)`` returns ``heads(backbone, x)``.  The trainer uses it only for methods with
+    heads; the others train the bare backbone as before."""
+
+    def __init__(self, backbone: nn.Module, heads: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.heads = heads
+
+    def forward(self, x: torch.Tensor, with_heads: bool = False) -> Any:
+        if with_heads:
+            return self.heads(self.backbone, x)
+        return self.backbone(x)
 
 
 class TrainingMethod:
     """Plain training (the ``none`` method): no estimation, no mixing."""
 
     name = "none"
+    heads: nn.Module | None = None
+    """The method's own trainable modules, or ``None`` (see :class:`TrainingNetwork`)."""
 
     def before_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epoch: int, step: int) -> None:
         """Called with the model input ``x`` ``(N, C, T, V, M)`` and labels ``y`` ``(N,)``."""
@@ -50,6 +87,24 @@ class TrainingMethod:
     def mix(self, x: torch.Tensor, y: torch.Tensor, epoch: int) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Return ``(x_mixed (N, C, T, V, M), soft_targets (N, K))`` or ``None``."""
         return None
+
+    def training_loss(
+        self, network: nn.Module, x: torch.Tensor, y: torch.Tensor, criterion: nn.Module, epoch: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The step's loss and the ``(N, K)`` logits its training accuracy is counted on.
+
+        ``network`` maps ``(N, C, T, V, M)`` to logits (the model, DDP-wrapped under DDP); ``x``
+        is the augmented batch, ``y`` its ``(N,)`` labels.  Clean loss, plus the soft-target
+        loss of the mixed batch when :meth:`mix` returns one (one forward pass of both).
+        """
+        mixed = self.mix(x, y, epoch)
+        if mixed is None:
+            logits = network(x)
+            return criterion(logits, y), logits
+        x_mixed, soft_targets = mixed
+        all_logits = network(torch.cat([x, x_mixed]))
+        logits = all_logits[: len(x)]
+        return criterion(logits, y) + criterion(all_logits[len(x):], soft_targets), logits
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -203,6 +258,113 @@ class ShapMixMethod(MixingMethod):
         return written
 
 
+class GLMCMethod(TrainingMethod):
+    """GLMC (Du et al., CVPR 2023): global and local mixture consistency with cumulative
+    head-tail re-weighting; the losses, heads and mixing are in :mod:`shapmix.mixing.glmc`.
+
+    The re-sampled batch: every step draws as many samples as the ordinary batch from the
+    training split, with replacement and weights ``n_c^-q`` (as the reference code's weighted
+    sampler), reads them and augments them with the training pipeline.  The index, augmentation
+    and mixing draws come from one CPU generator derived from ``(seed, epoch, rank)`` at the
+    first step of every epoch, so a resumed run repeats them exactly and DDP ranks draw
+    different batches.  The reference augments every image twice and mixes the two views; a
+    skeleton batch here is augmented once, and the global and local mixes of the same pair
+    still differ.  GLMC defines its own losses (soft cross entropy on both classifiers), so
+    the configured ``criterion`` is not used (the config requires ``loss.name=ce``).  The
+    training accuracy is counted on the re-balanced logits of the global mix against the
+    ordinary batch's labels (there is no clean forward pass).
+
+    Args:
+        heads: the projector, predictor and conventional classifier.
+        split: the training split the re-sampled batch is read from.
+        pipeline: the training input pipeline.
+        class_counts: ``(K,)`` training samples per class.
+        total_epochs: ``E`` of the cumulative schedule.
+        alpha: Beta parameter of the mixing ratio.
+        resample_power: ``q`` of the sampling weights ``n_c^-q`` (1 = class-balanced).
+        label_power: ``p`` of the label weights ``n_c^-p``.
+        consistency_weight: weight of the mixture consistency loss.
+        seed, rank: where the per-epoch generator comes from.
+    """
+
+    name = "glmc"
+
+    def __init__(
+        self,
+        heads: GLMCHeads,
+        split: SkeletonSplit,
+        pipeline: Compose,
+        class_counts: np.ndarray,
+        total_epochs: int,
+        alpha: float,
+        resample_power: float,
+        label_power: float,
+        consistency_weight: float,
+        seed: int,
+        rank: int = 0,
+    ) -> None:
+        self.heads = heads
+        self.split = split
+        self.pipeline = pipeline
+        self.total_epochs = total_epochs
+        self.alpha = alpha
+        self.consistency_weight = consistency_weight
+        self.sample_weights = resampling_weights(split.labels, class_counts, resample_power)
+        self.label_weights = label_weights(class_counts, label_power)
+        self.seed = seed
+        self.rank = rank
+        self._epoch: int | None = None
+        self._generator = torch.Generator()
+
+    def epoch_generator(self, epoch: int) -> torch.Generator:
+        """The generator of this rank's draws, re-seeded from ``(seed, epoch, rank)`` when a new
+        epoch starts."""
+        if epoch != self._epoch:
+            self._generator.manual_seed(int(np.random.SeedSequence([self.seed, epoch, self.rank]).generate_state(1)[0]))
+            self._epoch = epoch
+        return self._generator
+
+    def resampled_batch(self, size: int, device: torch.device, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``size`` samples drawn with weights ``n_c^-q``, augmented: ``(x (size, C, T, V, M), y (size,))``."""
+        picked = torch.multinomial(self.sample_weights, size, replacement=True, generator=generator)
+        batch = default_collate([self.split[i] for i in picked.tolist()])
+        x, _ = self.pipeline(batch.x.to(device), batch.length.to(device), generator)
+        return x, batch.label.to(device)
+
+    def training_loss(
+        self, network: nn.Module, x: torch.Tensor, y: torch.Tensor, criterion: nn.Module, epoch: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        generator = self.epoch_generator(epoch)
+        n = len(y)
+        resampled, resampled_y = self.resampled_batch(n, x.device, generator)
+        mix = global_local_mix(x, resampled, self.alpha, generator)
+        rebalanced, conventional, projection, prediction = network(
+            torch.cat([mix.global_x, mix.local_x]), with_heads=True
+        )
+        num_classes = rebalanced.shape[1]
+        own = torch.cat([mix.global_own, mix.local_own]).to(device=x.device, dtype=rebalanced.dtype)[:, None]
+        own_onehot = F.one_hot(torch.cat([y, y]), num_classes).to(rebalanced.dtype)
+        other_onehot = F.one_hot(torch.cat([resampled_y, resampled_y]), num_classes).to(rebalanced.dtype)
+        targets = own * own_onehot + (1 - own) * other_onehot
+        # re-weighting each one-hot part by its class weight is scaling every column by it
+        weighted = targets * self.label_weights.to(device=x.device, dtype=rebalanced.dtype)
+        halves = (slice(0, n), slice(n, 2 * n))  # global mix, local mix
+        conventional_loss = sum(weighted_soft_cross_entropy(conventional[h], targets[h]) for h in halves)
+        rebalanced_loss = sum(weighted_soft_cross_entropy(rebalanced[h], weighted[h]) for h in halves)
+        consistency = mixture_consistency(prediction[:n], projection[n:]) + mixture_consistency(
+            prediction[n:], projection[:n]
+        )
+        cumulative = cumulative_weight(epoch, self.total_epochs)
+        loss = cumulative * conventional_loss + (1 - cumulative) * rebalanced_loss + self.consistency_weight * consistency
+        return loss, rebalanced[:n]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"heads": self.heads.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.heads.load_state_dict(state["heads"])
+
+
 def build_method(
     config: MethodConfig,
     num_classes: int,
@@ -212,13 +374,41 @@ def build_method(
     baseline: torch.Tensor | None = None,
     context: DistributedContext | None = None,
     class_names: Sequence[str] | None = None,
+    model: nn.Module | None = None,
+    train_split: SkeletonSplit | None = None,
+    train_pipeline: Compose | None = None,
+    total_epochs: int | None = None,
 ) -> TrainingMethod:
     """The training method a config names.
 
-    ``baseline`` (the mean training sequence in model-input space) is required for ``shapmix``.
+    ``baseline`` (the mean training sequence in model-input space) is required for ``shapmix``;
+    ``model`` (to size the heads), ``train_split``, ``train_pipeline`` and ``total_epochs`` for
+    ``glmc``.
     """
     if config.name == "none":
         return TrainingMethod()
+    if config.name == "glmc":
+        if model is None or train_split is None or train_pipeline is None or total_epochs is None:
+            raise ValueError("glmc needs the model, the training split, its pipeline and the number of epochs")
+        GLMCHeads.check_backbone(model)
+        feature_dim = getattr(model, "out_channels", None)
+        if not isinstance(feature_dim, int):
+            raise TypeError(f"glmc needs the backbone's pooled feature width as {type(model).__name__}.out_channels")
+        parameter = next(model.parameters())
+        heads = GLMCHeads(feature_dim, num_classes, config.glmc_projection_dim).to(parameter.device)
+        return GLMCMethod(
+            heads,
+            train_split,
+            train_pipeline,
+            class_counts,
+            total_epochs,
+            alpha=config.glmc_alpha,
+            resample_power=config.glmc_resample_power,
+            label_power=config.glmc_label_power,
+            consistency_weight=config.glmc_consistency_weight,
+            seed=int(np.random.SeedSequence([seed, 9]).generate_state(1)[0]),
+            rank=(context or DistributedContext()).rank,
+        )
     mixer_seed = int(np.random.SeedSequence([seed, 7]).generate_state(1)[0])
     if config.name == "mixup":
         return MixingMethod("mixup", Mixup(num_classes, alpha=config.mixup_alpha, partner=config.partner, seed=mixer_seed))

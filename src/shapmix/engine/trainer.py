@@ -60,7 +60,7 @@ from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, s
 from .distributed import init_distributed
 from .evaluate import Metrics, compute_metrics, format_metrics_table, predict, save_scores
 from .finetune import SecondStage, build_second_stage
-from .methods import TrainingMethod, build_method
+from .methods import TrainingMethod, TrainingNetwork, build_method
 
 __all__ = ["Trainer", "train", "lr_factor", "EpochCallback", "CHECKPOINT_VERSION"]
 
@@ -178,11 +178,19 @@ class Trainer:
             baseline=baseline,
             context=self.context,
             class_names=dataset.class_names,
+            model=self.model,
+            train_split=self.data.train,
+            train_pipeline=self.train_pipeline,
+            total_epochs=config.schedule.epochs,
         )
-        self.ddp_model: nn.Module = self.model
+        # A method's own heads (GLMC) train, and are wrapped for DDP, together with the model.
+        self.network: nn.Module = self.model
+        if self.method.heads is not None:
+            self.network = TrainingNetwork(self.model, self.method.heads)
+        self.ddp_model: nn.Module = self.network
         if self.context.is_distributed:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
-            self.ddp_model = DistributedDataParallel(self.model, device_ids=device_ids)
+            self.ddp_model = DistributedDataParallel(self.network, device_ids=device_ids)
 
         if config.train.batch_size % self.context.world_size:
             raise ValueError(
@@ -198,7 +206,7 @@ class Trainer:
         # ros lengthens the epoch (every class topped up to the largest); the others keep the split size
         self.steps_per_epoch = epoch_length(config.data.sampler, self.data.train.labels) // config.train.batch_size
         self.optimizer = torch.optim.SGD(
-            [p for p in self.model.parameters() if p.requires_grad],
+            [p for p in self.network.parameters() if p.requires_grad],
             lr=config.optim.lr,
             momentum=config.optim.momentum,
             nesterov=config.optim.nesterov,
@@ -319,15 +327,7 @@ class Trainer:
             x, _ = self.train_pipeline(x, batch.length.to(self.device), augment)
             global_step = epoch * self.steps_per_epoch + step
             self.method.before_step(self.model, x, y, epoch, global_step)
-            mixed = self.method.mix(x, y, epoch)
-            if mixed is None:
-                logits = self.ddp_model(x)
-                loss = self.criterion(logits, y)
-            else:
-                x_mixed, soft_targets = mixed
-                all_logits = self.ddp_model(torch.cat([x, x_mixed]))
-                logits = all_logits[: len(x)]
-                loss = self.criterion(logits, y) + self.criterion(all_logits[len(x):], soft_targets)
+            loss, logits = self.method.training_loss(self.ddp_model, x, y, self.criterion, epoch)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
