@@ -14,11 +14,12 @@ from shapmix.engine.finetune import MaxNormFinetuning
 from shapmix.engine.trainer import Trainer, train
 
 CLASSIFIER_KEYS = ("fc.weight", "fc.bias")
+# One thread: two per process oversubscribe the shared CPU cores
+QUIET = ["log.plots=false", "train.threads=1"]
 
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
-    torch.set_num_threads(2)
     return make_tiny_dataset(tmp_path_factory.mktemp("finetune_data") / "tiny")
 
 
@@ -28,23 +29,23 @@ def first_stages(tiny_data, tmp_path_factory):
     root = tmp_path_factory.mktemp("first_stages")
     runs = {}
     for name in ("crt", "bs_maxnorm"):
-        config = preset_config(PRESETS[name], 0, None, tiny_overrides(tiny_data, epochs=1) + ["log.plots=false"])
-        train(config, root / name)
+        overrides = tiny_overrides(tiny_data, epochs=1) + QUIET
+        train(preset_config(PRESETS[name], 0, None, overrides), root / name)
         runs[name] = root / name / "last.pt"
     return runs
 
 
 def second_stage_config(tiny_data, name, checkpoint, epochs=2, extra=()):
     after = [f"finetune.checkpoint={checkpoint}", f"schedule.epochs={epochs}", *extra]
-    return preset_config(PRESETS[name], 1, None, tiny_overrides(tiny_data) + ["log.plots=false"], after)
+    return preset_config(PRESETS[name], 1, None, tiny_overrides(tiny_data) + QUIET, after)
 
 
 def assert_backbone_identical(first: dict, second: dict) -> None:
     """Every parameter and buffer (BN statistics included) except the classifier is bit-identical."""
     assert first.keys() == second.keys()
-    for key in first:
+    for key, value in first.items():
         if key not in CLASSIFIER_KEYS:
-            assert torch.equal(first[key], second[key]), f"{key} changed in the second stage"
+            assert torch.equal(value, second[key]), f"{key} changed in the second stage"
 
 
 def test_crt_trains_only_a_reinitialised_classifier(tiny_data, first_stages, tmp_path):

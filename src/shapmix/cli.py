@@ -89,8 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     configs.set_defaults(handler=_run_configs)
 
     from .analysis.cli import add_saliency_parser
+    from .bench.cli import add_bench_parser
     from .data.prepare import add_prepare_parser
 
+    add_bench_parser(commands)
     add_prepare_parser(commands)
     add_saliency_parser(commands)
     return parser

@@ -1,0 +1,1 @@
+"""``shapmix bench``: method presets, the grid runner and the result tables."""

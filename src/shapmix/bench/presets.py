@@ -1,0 +1,216 @@
+"""The methods ``shapmix bench`` compares: each a named list of config overrides per stage.
+
+A preset describes a method completely: every stage starts from :data:`NEUTRAL` (cross entropy,
+no mixing, instance sampling, no second stage), so the method does not inherit e.g. the default
+config's Shap-Mix.  Everything else (data, model, schedule, budget) comes from the bench's base
+config and the user's overrides; a preset's keys win over the user's overrides.
+
+Some hyper-parameters are defined by their papers as a point of the schedule (deferred
+re-weighting starts at epoch 160 of 200): a preset states them as a fraction of
+``schedule.epochs`` (:attr:`Preset.derived`), so they stay where the paper put them for any
+budget.
+
+Two-stage (decoupled) presets list a second stage; the bench runner fills in
+``finetune.checkpoint`` with the first stage's ``last.pt``.
+
+Names and the methods of the Shap-Mix paper's Table 1 (Zhang et al., IJCAI 2024):
+
+====================  ==================================================================
+``ce``                cross entropy, instance-balanced sampling
+``bs``                Balanced Softmax (Ren et al., NeurIPS 2020)
+``focal``             Focal loss (Lin et al., ICCV 2017)
+``cb``                Class-Balanced loss (Cui et al., CVPR 2019)
+``ldam_drw``          LDAM with deferred re-weighting (Cao et al., NeurIPS 2019)
+``ib``                Influence-Balanced loss (Park et al., ICCV 2021)
+``ros``               random over-sampling (Van Hulse et al., ICML 2007)
+``cbs``               class-balanced sampling with cross entropy (Kang et al., ICLR 2020)
+``mixup``             Mixup (Zhang et al., ICLR 2018)
+``cutmix``            CutMix (Yun et al., ICCV 2019)
+``remix_drw``         Remix with deferred re-weighting (Chou et al., ECCV-W 2020)
+``stmix``             ST-Mix, random body parts (Shap-Mix Section 3.2) with Balanced Softmax
+``shapmix``           Shap-Mix with Balanced Softmax (Shap-Mix Section 3.3)
+``crt``               classifier re-training (Kang et al., ICLR 2020)
+``bs_maxnorm``        weight balancing, "BS + Max Norm" (Alshammari et al., CVPR 2022)
+``glmc``              GLMC (Du et al., CVPR 2023)
+====================  ==================================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ..config import Config, load_config
+
+__all__ = ["Preset", "PRESETS", "NEUTRAL", "get_presets", "preset_config"]
+
+# Every stage of every preset starts from these, so a method is exactly what its preset says.
+NEUTRAL: tuple[str, ...] = (
+    "loss.name=ce",
+    "method.name=none",
+    "data.sampler=random",
+    "finetune.kind=none",
+)
+
+# Cao et al. (NeurIPS 2019) defer re-weighting to epoch 160 of 200; Chou et al. (Remix-DRW)
+# use the same point.
+DRW_START_FRACTION = 0.8
+# Park et al. (ICCV 2021) start the influence-balanced loss at epoch 100 of 200.
+IB_START_FRACTION = 0.5
+# Kang et al. (ICLR 2020) re-train the classifier for 10 epochs; Alshammari et al. (CVPR 2022,
+# official demo) fine-tune for 10 epochs with a cosine schedule.
+SECOND_STAGE_EPOCHS = 10
+# Alshammari et al. (CVPR 2022, official code): weight decay 5e-3 in stage 1 (grid-searched),
+# 0.1 on the classifier in stage 2.
+WEIGHT_BALANCING_STAGE1_DECAY = 5e-3
+WEIGHT_BALANCING_STAGE2_DECAY = 0.1
+
+SECOND_STAGE_SCHEDULE = (
+    f"schedule.epochs={SECOND_STAGE_EPOCHS}",
+    "schedule.warmup_epochs=0",
+    "schedule.kind=cosine",
+)
+
+
+def _epoch_at(fraction: float, key: str) -> Callable[[Config], list[str]]:
+    """An override putting ``key`` (a 0-based epoch) at ``fraction`` of the run's schedule."""
+
+    def derive(config: Config) -> list[str]:
+        return [f"{key}={int(fraction * config.schedule.epochs)}"]
+
+    derive.__doc__ = f"{key} = {fraction} x schedule.epochs"
+    return derive
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One benchmarked method.
+
+    Attributes:
+        name: the ``--methods`` name.
+        description: one line: what the method is.
+        reference: the paper its hyper-parameters come from.
+        stages: config overrides per stage (one tuple for one-stage methods, two for decoupled
+            ones), applied on top of :data:`NEUTRAL`.
+        derived: per stage, functions of the stage's config returning overrides that depend
+            on it (schedule points), applied last (see :func:`preset_config`).
+    """
+
+    name: str
+    description: str
+    reference: str
+    stages: tuple[tuple[str, ...], ...]
+    derived: tuple[tuple[Callable[[Config], list[str]], ...], ...] = field(default=())
+
+    @property
+    def two_stage(self) -> bool:
+        return len(self.stages) == 2
+
+
+def preset_config(
+    preset: Preset,
+    stage: int,
+    source: str | Path | None,
+    before: Sequence[str] = (),
+    after: Sequence[str] = (),
+) -> Config:
+    """The validated config of ``preset``'s stage ``stage`` (0-based).
+
+    Applied in order on top of the YAML ``source``: ``before`` (the user's overrides),
+    :data:`NEUTRAL`, the preset's stage overrides, ``after`` (seed, checkpoint, second-stage
+    overrides), then the preset's derived overrides computed from the config so far.
+    """
+    if not 0 <= stage < len(preset.stages):
+        raise ValueError(f"preset {preset.name!r} has {len(preset.stages)} stage(s), no stage {stage}")
+    fixed = [*before, *NEUTRAL, *preset.stages[stage], *after]
+    config = load_config(source, fixed)
+    derivations = preset.derived[stage] if stage < len(preset.derived) else ()
+    derived = [item for derive in derivations for item in derive(config)]
+    return load_config(source, fixed + derived) if derived else config
+
+
+_PRESET_LIST = [
+    Preset("ce", "cross entropy, instance-balanced sampling", "baseline", ((),)),
+    Preset(
+        "bs", "Balanced Softmax: cross entropy on logits + log prior", "Ren et al., NeurIPS 2020",
+        (("loss.name=balanced_softmax",),),
+    ),
+    Preset("focal", "Focal loss", "Lin et al., ICCV 2017", (("loss.name=focal",),)),
+    Preset(
+        "cb", "Class-Balanced loss: weights from the effective number of samples",
+        "Cui et al., CVPR 2019", (("loss.name=class_balanced",),),
+    ),
+    Preset(
+        "ldam_drw", "LDAM margins, class re-weighting deferred to 80% of training",
+        "Cao et al., NeurIPS 2019", (("loss.name=ldam",),),
+        ((_epoch_at(DRW_START_FRACTION, "loss.drw_epoch"),),),
+    ),
+    Preset(
+        "ib", "Influence-Balanced loss from half of training",
+        "Park et al., ICCV 2021", (("loss.name=influence_balanced",),),
+        ((_epoch_at(IB_START_FRACTION, "loss.ib_start_epoch"),),),
+    ),
+    Preset("ros", "random over-sampling with cross entropy", "Van Hulse et al., ICML 2007", (("data.sampler=ros",),)),
+    Preset(
+        "cbs", "class-balanced sampling with cross entropy", "Kang et al., ICLR 2020",
+        (("data.sampler=class_balanced",),),
+    ),
+    Preset("mixup", "Mixup with cross entropy", "Zhang et al., ICLR 2018", (("method.name=mixup",),)),
+    Preset("cutmix", "CutMix with cross entropy", "Yun et al., ICCV 2019", (("method.name=cutmix",),)),
+    Preset(
+        "remix_drw", "Remix (tail-favouring labels), class re-weighting deferred to 80% of training",
+        "Chou et al., ECCV Workshops 2020", (("method.name=remix",),),
+        ((_epoch_at(DRW_START_FRACTION, "loss.drw_epoch"),),),
+    ),
+    Preset(
+        "stmix", "ST-Mix (random body parts and temporal window) with Balanced Softmax",
+        "Shap-Mix, Zhang et al., IJCAI 2024, Section 3.2",
+        (("method.name=stmix", "loss.name=balanced_softmax"),),
+    ),
+    Preset(
+        "shapmix", "Shap-Mix (Shapley-guided, tail-aware mixing, saliency every step) with Balanced Softmax",
+        "Shap-Mix, Zhang et al., IJCAI 2024, Section 3.3",
+        (("method.name=shapmix", "method.interval=1", "loss.name=balanced_softmax"),),
+    ),
+    Preset(
+        "crt", "cross entropy, then the classifier re-initialised and re-trained with class-balanced sampling",
+        "Kang et al., ICLR 2020",
+        ((), ("finetune.kind=crt", "data.sampler=class_balanced", *SECOND_STAGE_SCHEDULE)),
+    ),
+    Preset(
+        "bs_maxnorm", "cross entropy with strong weight decay, then the classifier fine-tuned with "
+        "Balanced Softmax, weight decay and the MaxNorm constraint",
+        "Alshammari et al., CVPR 2022",
+        (
+            (f"optim.weight_decay={WEIGHT_BALANCING_STAGE1_DECAY}",),
+            (
+                "finetune.kind=maxnorm",
+                "loss.name=balanced_softmax",
+                f"optim.weight_decay={WEIGHT_BALANCING_STAGE2_DECAY}",
+                *SECOND_STAGE_SCHEDULE,
+            ),
+        ),
+    ),
+    Preset(
+        "glmc", "GLMC: global and local mixture consistency with cumulative re-balancing",
+        "Du et al., CVPR 2023", (("method.name=glmc",),),
+    ),
+]
+
+PRESETS: dict[str, Preset] = {preset.name: preset for preset in _PRESET_LIST}
+
+
+def get_presets(names: str | list[str]) -> list[Preset]:
+    """Presets by name (a comma-separated string or a list); unknown names are an error."""
+    if isinstance(names, str):
+        names = [name.strip() for name in names.split(",") if name.strip()]
+    if not names:
+        raise ValueError(f"no methods given; choose from: {', '.join(PRESETS)}")
+    unknown = [name for name in names if name not in PRESETS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; choose from: {', '.join(PRESETS)}")
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"method(s) {duplicates} given more than once")
+    return [PRESETS[name] for name in names]

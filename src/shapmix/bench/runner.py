@@ -1,0 +1,262 @@
+"""``shapmix bench``: train a grid of methods x seeds, then write the comparison tables.
+
+Every run is an ordinary training run (:func:`shapmix.engine.trainer.train`) in its own
+directory; run ``k`` of the grid uses ``train.seed=k`` on the same data::
+
+    DIR/<method>/seed<k>/            one-stage methods
+    DIR/<method>/seed<k>/stage1/     two-stage methods: the first stage ...
+    DIR/<method>/seed<k>/stage2/     ... and the second, started from stage1/last.pt
+    DIR/bench.log                    progress of every invocation
+    DIR/results.csv / .md / .png     see :mod:`shapmix.bench.report`
+
+A two-stage method whose first stage is exactly a one-stage method of the same grid (``crt``
+starts from plain cross entropy, i.e. ``ce``) reuses that run as its first stage instead of
+training it twice; its train time then counts that run's time.
+
+Resuming: a run whose ``metrics.json`` exists is finished and skipped; a run with a ``last.pt``
+but no ``metrics.json`` was interrupted and resumes from it.  A run directory whose saved
+``config.yaml`` differs from the grid's config for it is an error (the results would mix two
+settings): give the grid another ``--out`` or delete the run.
+
+A run that fails is logged with its error, its dependants (a second stage) are not started, the
+grid goes on, and :class:`GridSummary` lists the failures.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import yaml
+
+from ..config import Config, config_to_dict
+from ..engine.trainer import EpochCallback, train
+from .presets import Preset, get_presets, preset_config
+from .report import ResultRow, write_results
+
+__all__ = ["BenchJob", "GridSummary", "plan_grid", "run_grid"]
+
+
+@dataclass
+class BenchJob:
+    """One training run of the grid.
+
+    Attributes:
+        label: human-readable name, e.g. ``"crt seed 1 stage 2"``.
+        out_dir: its run directory.
+        config: its configuration, or ``None`` when it could not be built (see ``error``).
+        requires: run directory that must finish first (a second stage's first stage).
+        error: why the config could not be built.
+    """
+
+    label: str
+    out_dir: Path
+    config: Config | None
+    requires: Path | None = None
+    error: str | None = None
+
+
+@dataclass
+class GridSummary:
+    """What a grid invocation did: run directories trained, skipped (already finished), failed."""
+
+    trained: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    rows: list[ResultRow] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def _shares_first_stage(two_stage: Preset, one_stage: Preset) -> bool:
+    """True when ``one_stage``'s run is exactly ``two_stage``'s first stage."""
+    first_derived = two_stage.derived[0] if two_stage.derived else ()
+    other_derived = one_stage.derived[0] if one_stage.derived else ()
+    return (
+        not one_stage.two_stage
+        and one_stage.stages[0] == two_stage.stages[0]
+        and tuple(first_derived) == tuple(other_derived)
+    )
+
+
+def _job(
+    label: str,
+    out_dir: Path,
+    preset: Preset,
+    stage: int,
+    source: str | Path | None,
+    before: Sequence[str],
+    after: Sequence[str],
+    requires: Path | None = None,
+) -> BenchJob:
+    """The job of ``preset``'s ``stage``; a config that does not build becomes the job's error."""
+    try:
+        return BenchJob(label, out_dir, preset_config(preset, stage, source, before, after), requires)
+    except (ValueError, FileNotFoundError) as error:  # ConfigError is a ValueError
+        return BenchJob(label, out_dir, None, requires, error=str(error))
+
+
+def plan_grid(
+    config_source: str | Path | None,
+    methods: Sequence[str] | str,
+    seeds: int,
+    out_dir: str | Path,
+    overrides: Sequence[str] = (),
+    stage2_overrides: Sequence[str] = (),
+) -> list[BenchJob]:
+    """The grid's runs in execution order (seed-major, then the given method order).
+
+    Args:
+        config_source: base YAML (path or packaged name; ``None`` = the default config).
+        methods: preset names (list or comma-separated).
+        seeds: number of seeds; run ``k`` uses ``train.seed=k``.
+        out_dir: the bench directory.
+        overrides: ``KEY=VALUE`` for every run (a preset's own keys win).
+        stage2_overrides: ``KEY=VALUE`` applied last to second stages (e.g. their epochs).
+    """
+    if seeds < 1:
+        raise ValueError(f"--seeds must be at least 1, got {seeds}")
+    presets = get_presets(list(methods) if not isinstance(methods, str) else methods)
+    out_dir = Path(out_dir).resolve()
+    jobs: list[BenchJob] = []
+    planned: set[Path] = set()
+
+    def add(job: BenchJob) -> None:
+        if job.out_dir not in planned:
+            planned.add(job.out_dir)
+            jobs.append(job)
+
+    for seed in range(seeds):
+        seed_override = [f"train.seed={seed}"]
+        for preset in presets:
+            seed_dir = out_dir / preset.name / f"seed{seed}"
+            if not preset.two_stage:
+                add(_job(f"{preset.name} seed {seed}", seed_dir, preset, 0, config_source, overrides, seed_override))
+                continue
+            reused = next((other for other in presets if _shares_first_stage(preset, other)), None)
+            if reused is not None:
+                first_dir = out_dir / reused.name / f"seed{seed}"
+                add(_job(f"{reused.name} seed {seed}", first_dir, reused, 0, config_source, overrides, seed_override))
+            else:
+                first_dir = seed_dir / "stage1"
+                add(_job(f"{preset.name} seed {seed} stage 1", first_dir, preset, 0, config_source, overrides,
+                         seed_override))
+            second_after = [*seed_override, f"finetune.checkpoint={first_dir / 'last.pt'}", *stage2_overrides]
+            add(_job(f"{preset.name} seed {seed} stage 2", seed_dir / "stage2", preset, 1, config_source, overrides,
+                     second_after, requires=first_dir))
+    return jobs
+
+
+class _BenchLog:
+    """Progress lines on stdout and appended to ``DIR/bench.log``."""
+
+    def __init__(self, out_dir: Path, echo: bool) -> None:
+        self.path = out_dir / "bench.log"
+        self.echo = echo
+
+    def __call__(self, message: str) -> None:
+        if self.echo:
+            print(f"[bench] {message}", flush=True)
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
+    flat: dict[str, object] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _check_same_config(job: BenchJob) -> None:
+    """Refuse to skip or resume a run directory trained with another configuration."""
+    saved = job.out_dir / "config.yaml"
+    if not saved.exists() or job.config is None:
+        return
+    previous = _flatten(yaml.safe_load(saved.read_text(encoding="utf-8")) or {})
+    current = _flatten(config_to_dict(job.config))
+    differing = sorted(key for key in previous.keys() | current.keys() if previous.get(key) != current.get(key))
+    if differing:
+        raise ValueError(
+            f"{job.out_dir} holds a run with a different configuration (keys {differing}); "
+            "use another --out or delete that run directory"
+        )
+
+
+def run_grid(
+    config_source: str | Path | None,
+    methods: Sequence[str] | str,
+    seeds: int,
+    out_dir: str | Path,
+    overrides: Sequence[str] = (),
+    stage2_overrides: Sequence[str] = (),
+    callbacks: Sequence[EpochCallback] = (),
+    echo: bool = True,
+) -> GridSummary:
+    """Train the grid's unfinished runs, then write the result tables of all finished runs.
+
+    Arguments as :func:`plan_grid`; ``callbacks`` go to every run's trainer; ``echo`` prints the
+    progress lines (they are always appended to ``DIR/bench.log``).  Exceptions that are not
+    errors (``KeyboardInterrupt``) stop the grid: rerunning resumes it.
+    """
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log = _BenchLog(out_dir, echo)
+    jobs = plan_grid(config_source, methods, seeds, out_dir, overrides, stage2_overrides)
+    summary = GridSummary()
+    failed_dirs: set[Path] = set()
+    log(f"grid: {len(jobs)} run(s) for methods {methods} x {seeds} seed(s) in {out_dir}")
+    for index, job in enumerate(jobs, start=1):
+        prefix = f"[{index}/{len(jobs)}] {job.label}"
+        relative = str(job.out_dir.relative_to(out_dir))
+        if job.requires is not None and job.requires in failed_dirs:
+            reason = f"not started: its first stage {job.requires.relative_to(out_dir)} failed"
+            summary.failed[relative] = reason
+            failed_dirs.add(job.out_dir)
+            log(f"{prefix}: {reason}")
+            continue
+        if (job.out_dir / "metrics.json").exists() and job.error is None:
+            try:
+                _check_same_config(job)
+            except ValueError as error:
+                summary.failed[relative] = str(error)
+                failed_dirs.add(job.out_dir)
+                log(f"{prefix}: FAILED: {error}")
+                continue
+            summary.skipped.append(relative)
+            log(f"{prefix}: finished earlier, skipped")
+            continue
+        try:
+            if job.error is not None:
+                raise ValueError(job.error)
+            _check_same_config(job)
+            resume = (job.out_dir / "last.pt").exists()
+            log(f"{prefix}: {'resuming' if resume else 'training'} in {relative}")
+            started = time.perf_counter()
+            result = train(job.config, job.out_dir, resume=resume, callbacks=callbacks)
+            log(f"{prefix}: done in {time.perf_counter() - started:.1f}s, test top-1 {result['test']['top1']:.1f}")
+            summary.trained.append(relative)
+        except Exception as error:  # a failing run must not stop the grid
+            summary.failed[relative] = f"{type(error).__name__}: {error}"
+            failed_dirs.add(job.out_dir)
+            log(f"{prefix}: FAILED: {type(error).__name__}: {error}")
+            with open(out_dir / "bench.log", "a", encoding="utf-8") as handle:
+                handle.write(traceback.format_exc())
+    try:
+        summary.rows = write_results(out_dir)
+        log(f"wrote {out_dir / 'results.csv'}, results.md and results.png ({len(summary.rows)} run(s))")
+    except FileNotFoundError as error:
+        log(f"no tables written: {error}")
+    log(
+        f"summary: {len(summary.trained)} trained, {len(summary.skipped)} skipped (finished earlier), "
+        f"{len(summary.failed)} failed" + "".join(f"\n  FAILED {name}: {why}" for name, why in summary.failed.items())
+    )
+    return summary
