@@ -40,6 +40,7 @@ def test_every_preset_builds_a_valid_config(name):
     assert first.finetune.kind == "none"
     if name == "ldam_drw":
         assert (first.loss.name, first.loss.drw_epoch) == ("ldam", 16)  # Cao et al.: 160 of 200
+        assert first.model.args["classifier"] == "cosine"  # the normalised head LDAM is meant for
     if name == "remix_drw":
         assert (first.method.name, first.loss.drw_epoch) == ("remix", 16)
     if name == "ib":

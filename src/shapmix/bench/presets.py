@@ -142,8 +142,8 @@ _PRESET_LIST = [
         "Cui et al., CVPR 2019", (("loss.name=class_balanced",),),
     ),
     Preset(
-        "ldam_drw", "LDAM margins, class re-weighting deferred to 80% of training",
-        "Cao et al., NeurIPS 2019", (("loss.name=ldam",),),
+        "ldam_drw", "LDAM margins on a cosine classifier, class re-weighting deferred to 80% of training",
+        "Cao et al., NeurIPS 2019", (("loss.name=ldam", "model.args.classifier=cosine"),),
         ((_epoch_at(DRW_START_FRACTION, "loss.drw_epoch"),),),
     ),
     Preset(

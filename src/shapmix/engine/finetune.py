@@ -1,8 +1,9 @@
 """Second stage of decoupled long-tailed methods: train the classifier of a first-stage model.
 
 A run with ``finetune.kind != none`` starts from ``finetune.checkpoint`` (a first-stage
-``last.pt``), freezes the backbone and trains only the classifier, the ``nn.Linear`` named
-``fc`` (CTR-GCN's convention, and the original CTR-GCN code's):
+``last.pt``), freezes the backbone and trains only the classifier, the module named ``fc``
+(CTR-GCN's convention, and the original CTR-GCN code's; an ``nn.Linear``, or the cosine
+classifier of an LDAM first stage):
 
 * ``crt`` -- classifier re-training (Kang et al., "Decoupling representation and classifier for
   long-tailed recognition", ICLR 2020): the classifier is re-initialised and trained alone,
@@ -46,13 +47,15 @@ __all__ = ["SecondStage", "ClassifierRetraining", "MaxNormFinetuning", "build_se
 LOGGER_NAME = "shapmix"
 
 
-def classifier_of(model: nn.Module) -> nn.Linear:
-    """The model's classifier: its ``nn.Linear`` attribute ``fc``."""
+def classifier_of(model: nn.Module) -> nn.Module:
+    """The model's classifier: its module ``fc`` with a ``(num_classes, features)`` ``weight``
+    (CTR-GCN's ``nn.Linear``, or its cosine classifier for LDAM)."""
     classifier = getattr(model, "fc", None)
-    if not isinstance(classifier, nn.Linear):
+    weight = getattr(classifier, "weight", None)
+    if not (isinstance(classifier, nn.Module) and isinstance(weight, nn.Parameter) and weight.ndim == 2):
         raise ValueError(
-            f"second-stage training (finetune.kind) needs the model's classifier as an nn.Linear "
-            f"attribute named 'fc' (as CTR-GCN has); {type(model).__name__} has none"
+            "second-stage training (finetune.kind) needs the model's classifier as a module named "
+            f"'fc' with a (num_classes, features) weight, as CTR-GCN has; {type(model).__name__} has none"
         )
     return classifier
 
