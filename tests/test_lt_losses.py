@@ -197,15 +197,15 @@ def test_influence_balanced_takes_the_classifier_input_from_a_hook_in_order():
 # --------------------------------------------------------------------------- soft targets
 
 ALL_LOSSES = [
-    dict(name="ce"),
-    dict(name="balanced_softmax"),
-    dict(name="focal"),
-    dict(name="class_balanced"),
-    dict(name="class_balanced", cb_base="focal"),
-    dict(name="ldam"),
-    dict(name="ce", drw_epoch=0),
-    dict(name="ldam", drw_epoch=0),
-    dict(name="influence_balanced", ib_start_epoch=0),
+    {"name": "ce"},
+    {"name": "balanced_softmax"},
+    {"name": "focal"},
+    {"name": "class_balanced"},
+    {"name": "class_balanced", "cb_base": "focal"},
+    {"name": "ldam"},
+    {"name": "ce", "drw_epoch": 0},
+    {"name": "ldam", "drw_epoch": 0},
+    {"name": "influence_balanced", "ib_start_epoch": 0},
 ]
 
 
@@ -273,7 +273,7 @@ def test_config_defaults_are_the_papers_and_bad_combinations_are_errors():
 
 
 def test_cosine_classifier_bounds_logits_by_its_scale_and_keeps_checkpoint_keys():
-    options = dict(num_classes=K, layout="kinect_v1", num_persons=1, base_channels=4, num_blocks=1)
+    options = {"num_classes": K, "layout": "kinect_v1", "num_persons": 1, "base_channels": 4, "num_blocks": 1}
     torch.manual_seed(0)
     linear = build_model("ctrgcn", **options)
     cosine = build_model("ctrgcn", **options, classifier="cosine", cosine_scale=16.0)

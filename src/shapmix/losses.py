@@ -10,8 +10,8 @@
   effective number of samples (Cui et al., CVPR 2019).
 * :class:`LDAMLoss`: label-distribution-aware margins ``C / n_y^(1/4)`` (Cao et al., NeurIPS
   2019), meant for a normalised classifier (``model.args.classifier=cosine``).
-* :class:`DeferredReweighting`: DRW (Cao et al.): any of the above, re-weighted by
-  class-balanced weights from a given epoch on.
+* :class:`DeferredReweighting`: DRW (Cao et al.): cross entropy, focal or LDAM re-weighted by
+  class-balanced weights from a given epoch on (``loss.drw_epoch``).
 * :class:`InfluenceBalancedLoss`: cross entropy weighted by the inverse influence of each
   sample (Park et al., ICCV 2021), from a given epoch on.
 
@@ -29,7 +29,8 @@ start of every epoch (also the first epoch after a resume), so they need no chec
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -437,7 +438,7 @@ class InfluenceBalancedLoss(Loss):
         return (probabilities * self.class_losses(logits, features)).sum(dim=1).mean()
 
 
-def build_loss(config: "LossConfig", class_counts: ClassCounts, total_epochs: int) -> Loss:
+def build_loss(config: LossConfig, class_counts: ClassCounts, total_epochs: int) -> Loss:
     """The loss described by ``config`` (a :class:`~shapmix.config.LossConfig`).
 
     Args:
