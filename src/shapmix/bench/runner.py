@@ -20,6 +20,10 @@ settings): give the grid another ``--out`` or delete the run.
 
 A run that fails is logged with its error, its dependants (a second stage) are not started, the
 grid goes on, and :class:`GridSummary` lists the failures.
+
+Multi-GPU: ``torchrun --nproc_per_node N -m shapmix bench ...`` runs every run of the grid as a
+DDP run; every process walks the same grid and only the main process logs and writes tables.
+A run that fails on some processes only (e.g. out of memory on one GPU) can hang the others.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from typing import Sequence
 import yaml
 
 from ..config import Config, config_to_dict
+from ..engine.distributed import init_distributed
 from ..engine.trainer import EpochCallback, train
 from .presets import Preset, get_presets, preset_config
 from .report import ResultRow, write_results
@@ -153,17 +158,24 @@ def plan_grid(
 
 
 class _BenchLog:
-    """Progress lines on stdout and appended to ``DIR/bench.log``."""
+    """Progress lines on stdout and appended to ``DIR/bench.log`` (by the main process only)."""
 
-    def __init__(self, out_dir: Path, echo: bool) -> None:
+    def __init__(self, out_dir: Path, echo: bool, enabled: bool) -> None:
         self.path = out_dir / "bench.log"
         self.echo = echo
+        self.enabled = enabled
 
     def __call__(self, message: str) -> None:
+        if not self.enabled:
+            return
         if self.echo:
             print(f"[bench] {message}", flush=True)
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+        self.append(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+
+    def append(self, text: str) -> None:
+        if self.enabled:
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(text)
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
@@ -208,55 +220,73 @@ def run_grid(
     errors (``KeyboardInterrupt``) stop the grid: rerunning resumes it.
     """
     out_dir = Path(out_dir).resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    log = _BenchLog(out_dir, echo)
     jobs = plan_grid(config_source, methods, seeds, out_dir, overrides, stage2_overrides)
-    summary = GridSummary()
-    failed_dirs: set[Path] = set()
-    log(f"grid: {len(jobs)} run(s) for methods {methods} x {seeds} seed(s) in {out_dir}")
-    for index, job in enumerate(jobs, start=1):
-        prefix = f"[{index}/{len(jobs)}] {job.label}"
-        relative = str(job.out_dir.relative_to(out_dir))
-        if job.requires is not None and job.requires in failed_dirs:
-            reason = f"not started: its first stage {job.requires.relative_to(out_dir)} failed"
-            summary.failed[relative] = reason
-            failed_dirs.add(job.out_dir)
-            log(f"{prefix}: {reason}")
-            continue
-        if (job.out_dir / "metrics.json").exists() and job.error is None:
-            try:
-                _check_same_config(job)
-            except ValueError as error:
-                summary.failed[relative] = str(error)
+    # Under torchrun the grid joins the process group once and keeps it for all its runs (a run
+    # that does not own the group leaves it open); every process walks the same grid and only the
+    # main one logs and writes the tables.
+    device = next((job.config.train.device for job in jobs if job.config is not None), "auto")
+    context, _ = init_distributed(device)
+    try:
+        if context.is_main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        context.barrier()
+        log = _BenchLog(out_dir, echo, enabled=context.is_main)
+        summary = GridSummary()
+        log(f"grid: {len(jobs)} run(s) for methods {methods} x {seeds} seed(s) in {out_dir}")
+        failed_dirs: set[Path] = set()
+        for index, job in enumerate(jobs, start=1):
+            failure = _run_job(job, f"[{index}/{len(jobs)}] {job.label}", out_dir, failed_dirs, callbacks, log, summary)
+            if failure is not None:
+                summary.failed[str(job.out_dir.relative_to(out_dir))] = failure
                 failed_dirs.add(job.out_dir)
-                log(f"{prefix}: FAILED: {error}")
-                continue
+            context.barrier()
+        if context.is_main:
+            try:
+                summary.rows = write_results(out_dir)
+                log(f"wrote {out_dir / 'results.csv'}, results.md and results.png ({len(summary.rows)} run(s))")
+            except FileNotFoundError as error:
+                log(f"no tables written: {error}")
+        log(
+            f"summary: {len(summary.trained)} trained, {len(summary.skipped)} skipped (finished earlier), "
+            f"{len(summary.failed)} failed"
+            + "".join(f"\n  FAILED {name}: {why}" for name, why in summary.failed.items())
+        )
+        return summary
+    finally:
+        context.close()
+
+
+def _run_job(
+    job: BenchJob,
+    prefix: str,
+    out_dir: Path,
+    failed_dirs: set[Path],
+    callbacks: Sequence[EpochCallback],
+    log: _BenchLog,
+    summary: GridSummary,
+) -> str | None:
+    """Skip, resume or train ``job``; the reason when it failed, else ``None``."""
+    relative = str(job.out_dir.relative_to(out_dir))
+    if job.requires is not None and job.requires in failed_dirs:
+        reason = f"not started: its first stage {job.requires.relative_to(out_dir)} failed"
+        log(f"{prefix}: {reason}")
+        return reason
+    try:
+        if job.error is not None:
+            raise ValueError(job.error)
+        _check_same_config(job)
+        if (job.out_dir / "metrics.json").exists():
             summary.skipped.append(relative)
             log(f"{prefix}: finished earlier, skipped")
-            continue
-        try:
-            if job.error is not None:
-                raise ValueError(job.error)
-            _check_same_config(job)
-            resume = (job.out_dir / "last.pt").exists()
-            log(f"{prefix}: {'resuming' if resume else 'training'} in {relative}")
-            started = time.perf_counter()
-            result = train(job.config, job.out_dir, resume=resume, callbacks=callbacks)
-            log(f"{prefix}: done in {time.perf_counter() - started:.1f}s, test top-1 {result['test']['top1']:.1f}")
-            summary.trained.append(relative)
-        except Exception as error:  # a failing run must not stop the grid
-            summary.failed[relative] = f"{type(error).__name__}: {error}"
-            failed_dirs.add(job.out_dir)
-            log(f"{prefix}: FAILED: {type(error).__name__}: {error}")
-            with open(out_dir / "bench.log", "a", encoding="utf-8") as handle:
-                handle.write(traceback.format_exc())
-    try:
-        summary.rows = write_results(out_dir)
-        log(f"wrote {out_dir / 'results.csv'}, results.md and results.png ({len(summary.rows)} run(s))")
-    except FileNotFoundError as error:
-        log(f"no tables written: {error}")
-    log(
-        f"summary: {len(summary.trained)} trained, {len(summary.skipped)} skipped (finished earlier), "
-        f"{len(summary.failed)} failed" + "".join(f"\n  FAILED {name}: {why}" for name, why in summary.failed.items())
-    )
-    return summary
+            return None
+        resume = (job.out_dir / "last.pt").exists()
+        log(f"{prefix}: {'resuming' if resume else 'training'} in {relative}")
+        started = time.perf_counter()
+        result = train(job.config, job.out_dir, resume=resume, callbacks=callbacks)
+        log(f"{prefix}: done in {time.perf_counter() - started:.1f}s, test top-1 {result['test']['top1']:.1f}")
+        summary.trained.append(relative)
+        return None
+    except Exception as error:  # a failing run must not stop the grid
+        log(f"{prefix}: FAILED: {type(error).__name__}: {error}")
+        log.append(traceback.format_exc())
+        return f"{type(error).__name__}: {error}"
