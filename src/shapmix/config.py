@@ -206,6 +206,12 @@ class LossConfig(Section):
         description="influence_balanced: 0-based epoch where IB replaces plain cross entropy; "
         "null = half the schedule (Park et al. ICCV 2021: 100 of 200)",
     )
+    ib_lr_factor: float = Field(
+        0.01, gt=0, le=1,
+        description="influence_balanced: the scheduled learning rate is multiplied by this from the IB "
+        "start epoch on, as the IB loss is far larger than cross entropy (Park et al. ICCV 2021, "
+        "official code: 0.01)",
+    )
 
     @model_validator(mode="after")
     def _check_drw(self) -> "LossConfig":

@@ -24,6 +24,8 @@ constituent class, in proportion to its share.
 
 Epoch-dependent losses (DRW, IB) switch in :meth:`Loss.set_epoch`, which the trainer calls at the
 start of every epoch (also the first epoch after a resume), so they need no checkpointed state.
+A loss whose scale changes with the epoch also states the learning-rate multiplier it needs then
+(:meth:`Loss.lr_multiplier`, 1 by default); the trainer multiplies its schedule by it.
 """
 
 from __future__ import annotations
@@ -161,6 +163,11 @@ class Loss(nn.Module, ABC):
 
     def attach(self, model: nn.Module) -> None:
         """Give the loss access to ``model``; only losses that need the classifier's input (IB) use it."""
+
+    def lr_multiplier(self, epoch: int) -> float:
+        """Factor on the scheduled learning rate during epoch ``epoch`` (0-based); 1 unless the
+        loss's own scale changes with the epoch (IB)."""
+        return 1.0
 
 
 class CrossEntropy(Loss):
@@ -315,6 +322,9 @@ class DeferredReweighting(Loss):
     def attach(self, model: nn.Module) -> None:
         self.base.attach(model)
 
+    def lr_multiplier(self, epoch: int) -> float:
+        return self.base.lr_multiplier(epoch)
+
     def class_losses(self, logits: torch.Tensor) -> torch.Tensor:
         losses = self.base.class_losses(logits)
         return losses * self.class_weight.to(logits.dtype) if self.reweighting else losses
@@ -379,26 +389,41 @@ class InfluenceBalancedLoss(Loss):
     The features come from ``features=`` or, after :meth:`attach`, from a hook on the model's
     classifier (:class:`ClassifierInputs`).
 
+    The IB loss is far larger than the cross entropy it replaces (``alpha`` over the sample's
+    influence), so the reference code lowers the learning rate when it starts: from the IB start
+    epoch on, every rate of its schedule (the later decays included) is multiplied by 0.01.
+    :meth:`lr_multiplier` states that factor (``lr_factor``) for the trainer's schedule; without
+    it the updates grow by orders of magnitude at ``start_epoch`` and training diverges.
+
     Args:
         class_counts: ``(K,)`` training samples per class.
         alpha: scale of the influence weight (Park et al.: 1000).
         start_epoch: first epoch of the IB loss, 0-based (Park et al.: 100 of 200).
+        lr_factor: learning-rate multiplier from ``start_epoch`` on (Park et al., official code: 0.01).
     """
 
-    def __init__(self, class_counts: ClassCounts, alpha: float = 1000.0, start_epoch: int = 100):
+    def __init__(
+        self, class_counts: ClassCounts, alpha: float = 1000.0, start_epoch: int = 100, lr_factor: float = 0.01
+    ):
         super().__init__()
         if alpha <= 0:
             raise ValueError(f"IB alpha must be positive, got {alpha}")
         if start_epoch < 0:
             raise ValueError(f"IB start_epoch must not be negative, got {start_epoch}")
+        if not 0 < lr_factor <= 1:
+            raise ValueError(f"IB lr_factor must be in (0, 1], got {lr_factor}")
         self.alpha = alpha
         self.start_epoch = start_epoch
+        self.lr_factor = lr_factor
         self.active = False
         self.inputs: ClassifierInputs | None = None
         self.register_buffer("class_weight", inverse_frequency_weights(class_counts))
 
     def set_epoch(self, epoch: int) -> None:
         self.active = epoch >= self.start_epoch
+
+    def lr_multiplier(self, epoch: int) -> float:
+        return self.lr_factor if epoch >= self.start_epoch else 1.0
 
     def attach(self, model: nn.Module) -> None:
         if self.inputs is not None:
@@ -460,7 +485,7 @@ def build_loss(config: LossConfig, class_counts: ClassCounts, total_epochs: int)
         loss = LDAMLoss(class_counts, config.ldam_max_margin, config.ldam_scale)
     elif name == "influence_balanced":
         start = total_epochs // 2 if config.ib_start_epoch is None else config.ib_start_epoch
-        loss = InfluenceBalancedLoss(class_counts, config.ib_alpha, start)
+        loss = InfluenceBalancedLoss(class_counts, config.ib_alpha, start, config.ib_lr_factor)
     else:
         raise ValueError(
             f"unknown loss {name!r}; use ce, balanced_softmax, focal, class_balanced, ldam or influence_balanced"

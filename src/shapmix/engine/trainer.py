@@ -212,9 +212,11 @@ class Trainer:
             nesterov=config.optim.nesterov,
             weight_decay=config.optim.weight_decay,
         )
+        # The loss may scale the schedule from some epoch on (the IB loss lowers it when it starts).
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
-            lambda step: lr_factor(step, self.steps_per_epoch, config.schedule, config.optim.lr),
+            lambda step: lr_factor(step, self.steps_per_epoch, config.schedule, config.optim.lr)
+            * self.criterion.lr_multiplier(step // self.steps_per_epoch),
         )
         self.start_epoch = 0
         self.history: list[dict[str, Any]] = []
