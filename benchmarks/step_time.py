@@ -162,8 +162,9 @@ def build_variants(args: argparse.Namespace, device: torch.device) -> dict[str, 
         return build_method(config, NUM_CLASSES, counts, layout, SEED, baseline=baseline)
 
     plain, double, stmix = TrainingMethod(), DoubleMethod(NUM_CLASSES), method("stmix")
-    iter1 = method("shapmix", interval=1)
-    iter5 = method("shapmix", interval=SPARSE_INTERVAL)
+    estimation = {} if args.estimate_fraction is None else {"estimate_fraction": args.estimate_fraction}
+    iter1 = method("shapmix", interval=1, **estimation)
+    iter5 = method("shapmix", interval=SPARSE_INTERVAL, **estimation)
 
     def sparse(round_index: int) -> dict[str, float]:
         steps = [bench.step(iter5, round_index * SPARSE_INTERVAL + k) for k in range(SPARSE_INTERVAL)]
@@ -225,6 +226,9 @@ def run(args: argparse.Namespace) -> dict:
             "base_channels": args.base_channels,
             "num_blocks": args.num_blocks,
             "num_classes": NUM_CLASSES,
+            "estimate_fraction": (
+                MethodConfig().estimate_fraction if args.estimate_fraction is None else args.estimate_fraction
+            ),
             "rounds": args.rounds,
             "warmup_rounds": args.warmup_rounds,
             "torch": torch.__version__,
@@ -240,7 +244,8 @@ def print_report(result: dict) -> None:
     print(
         f"CTR-GCN base {settings['base_channels']} x {settings['num_blocks']} blocks, batch {settings['batch_size']}, "
         f"{settings['frames']} frames, {settings['persons']} persons on {settings['device_name']} "
-        f"({settings['threads']} threads), median of {settings['rounds']} rounds"
+        f"({settings['threads']} threads), median of {settings['rounds']} rounds, "
+        f"Shap-Mix estimate_fraction {settings['estimate_fraction']}"
     )
     print(f"{'variant':<15}{'median ms':>11}{'min':>9}{'max':>9}{'estimate':>10}{'mix':>8}{'train':>9}")
     for name in VARIANTS:
@@ -266,6 +271,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-blocks", type=int, default=DEFAULT_BLOCKS, help="CTR-GCN depth")
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1 ...")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument(
+        "--estimate-fraction", type=float, default=None,
+        help="Shap-Mix method.estimate_fraction (default: the library default; 1 = every sample)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = parser.parse_args(argv)
     if min(args.batch_size, args.frames, args.rounds) < 1 or args.warmup_rounds < 0:

@@ -436,3 +436,32 @@ def test_table_json_and_csv_round_trip(tmp_path):
         assert restored.class_names == table.class_names
         assert restored.combination_names == table.combination_names
         assert restored.momentum == table.momentum
+
+
+def test_shapmix_method_estimates_a_budget_of_samples_on_their_least_updated_cells():
+    from shapmix.config import MethodConfig
+    from shapmix.engine.methods import build_method
+    from shapmix.models.ctrgcn import CTRGCN
+
+    torch.manual_seed(0)
+    counts = np.array([300, 120, 40, 9, 2])
+    model = CTRGCN(num_classes=5, layout=LAYOUT, num_persons=1, base_channels=8, num_blocks=2)
+    x = torch.randn(8, 3, 16, NUM_JOINTS, 1)
+    y = torch.tensor([0, 0, 1, 3, 0, 4, 2, 1])
+
+    def method(fraction):
+        return build_method(
+            MethodConfig(name="shapmix", warmup_epochs=0, estimate_fraction=fraction),
+            5, counts, LAYOUT, seed=0, baseline=torch.zeros(3, 16, NUM_JOINTS, 1),
+        )
+
+    quarter = method(0.25)
+    quarter.before_step(model, x, y, epoch=0, step=0)
+    assert quarter.table.counts.sum().item() == 2  # round(0.25 * 8) samples, one cell each
+    full = method(1.0)
+    for step in range(5):
+        full.before_step(model, x, y, epoch=0, step=step)
+    # Every estimate of a class lands on a cell of its row not updated yet: class 0 has three
+    # samples per batch, so after 5 batches 15 distinct cells of its row were updated once.
+    assert full.table.counts[0].sum().item() == 15 and full.table.counts[0].max().item() == 1
+    assert full.table.counts.sum().item() == 5 * 8

@@ -11,10 +11,12 @@ from torch import nn
 
 from shapmix.mixing import (
     PartCombinations,
+    class_balanced_subset,
     coalition_joint_masks,
     coalition_values,
     combination_shapley_values,
     estimate_combination_shapley,
+    least_estimated_combinations,
     mask_parts,
     mean_sequence,
     merged_player_weights,
@@ -372,3 +374,43 @@ def test_empty_coalitions_share_one_baseline_forward_without_changing_values():
     rows = torch.arange(8) % 4
     expected = true_class_probability(model, mask_parts(x[rows], keep, baseline), y[rows])
     torch.testing.assert_close(shared, expected, rtol=1e-5, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- estimation budget
+
+
+def test_class_balanced_subset_spreads_the_estimates_over_the_classes():
+    counts = torch.tensor([400, 100, 25, 5])
+    # Batches drawn in proportion to the counts, as a shuffled long-tailed epoch delivers them.
+    generator = torch.Generator().manual_seed(0)
+    batches = torch.multinomial(counts.double(), 32 * 3000, replacement=True, generator=generator)
+    chosen_labels = []
+    for batch in batches.reshape(3000, 32):
+        chosen = class_balanced_subset(batch, counts, 8, generator)
+        assert chosen.tolist() == sorted(set(chosen.tolist())) and len(chosen) == 8
+        chosen_labels.append(batch[chosen])
+    per_class = torch.bincount(torch.cat(chosen_labels), minlength=4).double()
+    seen = torch.bincount(batches, minlength=4).double()
+    # A uniform subset would estimate a quarter of every class's samples (head : tail = 80 : 1);
+    # here nearly every tail sample is estimated and the head gets what is left.
+    assert (per_class / seen)[3] > 0.9
+    assert (per_class / seen)[0] < 0.15
+    assert per_class.max() / per_class.min() < 15
+    labels = batches[:10]
+    assert class_balanced_subset(labels, counts, 10).tolist() == list(range(10))
+    assert class_balanced_subset(labels, counts, 50).tolist() == list(range(10))
+    with pytest.raises(ValueError, match="budget"):
+        class_balanced_subset(labels, counts, 0)
+    same = [class_balanced_subset(labels, counts, 4, torch.Generator().manual_seed(3)).tolist() for _ in range(2)]
+    assert same[0] == same[1]
+
+
+def test_least_estimated_combinations_fill_each_row_evenly():
+    counts = torch.tensor([[3, 0, 2, 0], [1, 1, 1, 0]])
+    labels = torch.tensor([0, 1, 0, 1, 0])
+    picks = least_estimated_combinations(counts, labels, torch.Generator().manual_seed(0))
+    assert set(picks[labels == 0].tolist()) <= {1, 3}
+    assert picks[labels == 1].tolist() == [3, 3]
+    # Ties are broken at random: over many draws both least-updated cells of class 0 are used.
+    draws = least_estimated_combinations(counts, torch.zeros(400, dtype=torch.long), torch.Generator().manual_seed(1))
+    assert set(draws.tolist()) == {1, 3} and 150 < (draws == 1).sum() < 250

@@ -293,6 +293,12 @@ class MethodConfig(Section):
     interval: int = Field(1, ge=1, description="shapmix: estimate saliency every n-th step (iter-n)")
     momentum: float = Field(0.9, ge=0, lt=1, description="shapmix: EMA momentum of the saliency table")
     clip: bool = Field(True, description="shapmix: clip marginal contributions at 0 (the paper's choice)")
+    estimate_fraction: float = Field(
+        0.25, gt=0, le=1,
+        description="shapmix: share of each batch given a Shapley estimate at an estimation step, "
+        "drawn with weights 1 / class count so rare classes are estimated first "
+        "(1 = every sample, as the paper)",
+    )
 
     @model_validator(mode="after")
     def _check_ranges(self) -> "MethodConfig":

@@ -42,6 +42,8 @@ __all__ = [
     "evaluation_mode",
     "mask_parts",
     "mean_sequence",
+    "class_balanced_subset",
+    "least_estimated_combinations",
     "merged_player_weights",
     "shapley_values",
 ]
@@ -367,6 +369,68 @@ def estimate_combination_shapley(
         combinations=combination.to(x.device),
         coalitions=coalitions.to(x.device),
     )
+
+
+def class_balanced_subset(
+    labels: torch.Tensor,
+    class_counts: torch.Tensor,
+    budget: int,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Which samples of a batch get a Shapley estimate when only ``budget`` of them can.
+
+    A class's table row only learns from its own samples, and a batch holds samples in
+    proportion to the training counts, so estimating a uniform subset would starve the tail
+    classes.  Here sample ``n`` is drawn (without replacement) with weight ``1 / counts[y_n]``:
+    nearly every sample of a rare class is estimated and the head classes share what is left,
+    so the estimates spread over the classes far more evenly than the batch does.  The choice depends on the labels only, never on the estimates, so each
+    cell's estimates stay unbiased; only how often each cell is updated changes.
+
+    Args:
+        labels: ``(N,)`` int64 class of each sample (any device).
+        class_counts: ``(K,)`` training samples per class (a zero count is treated as 1).
+        budget: number of samples to choose; ``>= N`` chooses all.
+        generator: CPU generator for the draw (``None``: torch's global one).
+
+    Returns:
+        ``(min(budget, N),)`` int64 indices into the batch, on ``labels``'s device, in batch order.
+    """
+    num_samples = labels.shape[0]
+    if budget >= num_samples:
+        return torch.arange(num_samples, device=labels.device)
+    if budget < 1:
+        raise ValueError(f"budget must be positive, got {budget}")
+    counts = class_counts.to("cpu", torch.float64).clamp(min=1.0)[labels.to("cpu")]
+    # Weighted sampling without replacement as top-k of log-weight + Gumbel noise.
+    uniform = torch.rand(num_samples, generator=generator, dtype=torch.float64)
+    keys = -counts.log() - torch.log(-torch.log(uniform.clamp(min=1e-300)))
+    chosen = keys.topk(budget).indices.sort().values
+    return chosen.to(labels.device)
+
+
+def least_estimated_combinations(
+    counts: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Per sample, the combination its class's table row has been updated least often.
+
+    Drawing ``S`` this way (ties at random) instead of uniformly fills every cell of a class's
+    row at the same rate, which matters for tail classes with a handful of estimates.  ``S`` still
+    depends only on labels and past counts, never on the sample's estimate, and the coalition
+    ``T`` is drawn with the Shapley weights given ``S``, so each cell's estimates stay unbiased.
+
+    Args:
+        counts: ``(K, S)`` updates per cell (:attr:`SaliencyTable.counts`).
+        labels: ``(N,)`` int64 classes.
+        generator: CPU generator for tie-breaking.
+
+    Returns:
+        ``(N,)`` int64 combination indices (CPU).
+    """
+    per_sample = counts.to("cpu", torch.float64)[labels.to("cpu")]
+    # A uniform key in [0, 1) below the integer counts breaks ties at random, so samples of one
+    # class in one batch spread over its least-updated cells.
+    keys = per_sample + torch.rand(per_sample.shape, generator=generator, dtype=torch.float64)
+    return keys.argmin(dim=1)
 
 
 # --------------------------------------------------------------------------- baseline
