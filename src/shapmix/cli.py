@@ -36,6 +36,7 @@ EXAMPLES_CONFIGS = """\
 examples:
   shapmix configs                                 # list packaged configs
   shapmix configs ntu-lt                          # print one, fully resolved
+  shapmix configs paper/table12-temperature       # a paper experiment: its base run and its rows
 """
 
 
@@ -168,9 +169,14 @@ def _run_configs(args: argparse.Namespace) -> int:
     if args.name is None:
         for name, path in sorted(packaged_configs().items()):
             first = path.read_text(encoding="utf-8").splitlines()[0].lstrip("# ").strip()
-            print(f"{name:<24}{first}")
+            print(f"{name:<28}{first}")
         return 0
     print(yaml.safe_dump(config_to_dict(load_config(args.name)), sort_keys=False), end="")
+    from .bench.experiment import load_experiment, packaged_experiments
+
+    if args.name in packaged_experiments():  # its grid (shapmix bench --experiment NAME), validated
+        spec = load_experiment(args.name).spec.model_dump(mode="json", exclude_defaults=True)
+        print(yaml.safe_dump({"experiment": spec}, sort_keys=False), end="")
     return 0
 
 

@@ -398,15 +398,22 @@ class Config(Section):
         return self
 
 
-
 def packaged_configs() -> dict[str, Path]:
-    """Configs shipped with the package: name -> path."""
-    root = resources.files("shapmix") / "configs"
-    return {
-        Path(str(entry)).stem: Path(str(entry))
-        for entry in root.iterdir()
-        if str(entry).endswith(".yaml")
-    }
+    """Configs shipped with the package: name -> path.
+
+    A config in a sub-folder is named with its folder, e.g. ``paper/table1-ltntu60`` for
+    ``configs/paper/table1-ltntu60.yaml`` (the paper's experiments).
+    """
+    found: dict[str, Path] = {}
+    folders = [("", resources.files("shapmix") / "configs")]
+    while folders:
+        prefix, folder = folders.pop()
+        for entry in folder.iterdir():
+            if entry.is_dir():
+                folders.append((f"{prefix}{entry.name}/", entry))
+            elif entry.name.endswith(".yaml"):
+                found[prefix + entry.name[: -len(".yaml")]] = Path(str(entry))
+    return found
 
 
 def _resolve_config_path(source: str | Path) -> Path:
@@ -513,16 +520,21 @@ def build_config(raw: dict[str, Any], source: str = "config") -> Config:
 
 
 DEFAULT_CONFIG = "default"
+# Top-level block of an experiment file (shapmix.bench.experiment); not a section of a run.
+EXPERIMENT_KEY = "experiment"
 
 
 def load_config(source: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
     """Load a YAML config (path or packaged name) and apply overrides.
 
     ``source=None`` is the packaged ``default`` config: the built-in synthetic benchmark sized
-    for a CPU, which is what ``shapmix train`` runs without ``--config``.
+    for a CPU, which is what ``shapmix train`` runs without ``--config``.  An experiment file's
+    ``experiment:`` block (its grid of runs, read by ``shapmix bench --experiment``) is not part
+    of the run: loaded here, the file is its base run.
     """
     path = _resolve_config_path(DEFAULT_CONFIG if source is None else source)
     raw = _read_yaml(path)
+    raw.pop(EXPERIMENT_KEY, None)
     label = str(path)
     apply_overrides(raw, overrides)
     return build_config(raw, label + (f" with overrides {list(overrides)}" if overrides else ""))

@@ -22,7 +22,12 @@ and .../stage2; crt reuses the ce run of the grid as its first stage), then writ
 OUT/results.csv (one row per run), OUT/results.md (mean ± std per method, best in bold) and
 OUT/results.png.  Rerunning the same command resumes: finished runs are skipped, interrupted
 ones continue from their last.pt.  A method's own keys (loss, mixing, sampler, second stage)
-win over KEY=VALUE overrides."""
+win over KEY=VALUE overrides.
+
+--experiment runs an experiment file instead (a base run plus the rows, seeds and columns of
+one table, e.g. the paper's: `shapmix configs` lists them as paper/...): rows are its methods
+and variants (--methods picks some of them), runs go to OUT[/COLUMN]/ROW/seedK, and the tables
+also hold its ensembles.  See docs/paper.md."""
 
 EXAMPLES_BENCH = """\
 examples:
@@ -31,6 +36,8 @@ examples:
   shapmix bench --config ntu-lt --methods ce,crt,bs_maxnorm --out runs/ntu-bench data.path=data/ntu60_xsub
   shapmix bench --methods ce,crt --out runs/quick schedule.epochs=4 --stage2 schedule.epochs=2
   shapmix bench --collect runs/bench                           # rebuild the tables, no training
+  shapmix bench --experiment paper/table12-temperature --out runs/table12 data.path=data/ntu60_xsub
+  shapmix bench --experiment paper/table1-ltntu60 --methods ce,shapmix --out runs/table1 data.path=...
 """
 
 
@@ -45,9 +52,17 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", help="base YAML file or packaged config name (default: the default config)")
     parser.add_argument(
-        "--methods", default=",".join(PRESETS), help="comma-separated method names (default: all; see --list)"
+        "--experiment", metavar="FILE|NAME",
+        help="experiment file or packaged experiment (e.g. paper/table1-ltntu60): its rows instead of --methods",
     )
-    parser.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help=f"seeds 0..N-1 (default {DEFAULT_SEEDS})")
+    parser.add_argument(
+        "--methods",
+        help="comma-separated method names (default: all; see --list); with --experiment: only these rows",
+    )
+    parser.add_argument(
+        "--seeds", type=int,
+        help=f"seeds 0..N-1 (default {DEFAULT_SEEDS}; with --experiment: the file's)",
+    )
     parser.add_argument("--out", type=Path, help="bench directory")
     parser.add_argument(
         "--stage2", action="append", default=[], metavar="KEY=VALUE",
@@ -68,20 +83,32 @@ def run_bench(args: argparse.Namespace) -> int:
             print(f"{preset.name:<12}{preset.description}{stages}; {preset.reference}")
         return 0
     if args.collect is not None:
+        from .experiment import SAVED_EXPERIMENT, collect_experiment
         from .report import write_results
 
-        rows = write_results(args.collect)
+        is_experiment = (args.collect / SAVED_EXPERIMENT).exists()
+        rows = collect_experiment(args.collect) if is_experiment else write_results(args.collect)
         print((args.collect / "results.md").read_text(encoding="utf-8"), end="")
         print(f"rebuilt {args.collect}/results.csv, results.md and results.png from {len(rows)} run(s)")
         return 0
     if args.out is None:
         raise SystemExit("shapmix bench: error: --out DIR is required (or --collect DIR / --list)")
     from ..config import ConfigError
+    from .experiment import run_experiment
     from .runner import run_grid
 
     try:
-        summary = run_grid(args.config, args.methods, args.seeds, args.out, args.overrides, args.stage2)
-    except ValueError as error:  # unknown methods, bad --seeds
+        if args.experiment is not None:
+            if args.config is not None:
+                raise ConfigError("--experiment FILE is its own base config: drop --config (use KEY=VALUE overrides)")
+            summary = run_experiment(
+                args.experiment, args.out, args.overrides, args.stage2, args.seeds, args.methods
+            )
+        else:
+            methods = args.methods or ",".join(PRESETS)
+            seeds = DEFAULT_SEEDS if args.seeds is None else args.seeds
+            summary = run_grid(args.config, methods, seeds, args.out, args.overrides, args.stage2)
+    except ValueError as error:  # unknown methods or rows, bad --seeds
         raise ConfigError(str(error)) from None
     if summary.rows:
         print((args.out / "results.md").read_text(encoding="utf-8"), end="")

@@ -95,6 +95,9 @@ class Preset:
             ones), applied on top of :data:`NEUTRAL`.
         derived: per stage, functions of the stage's config returning overrides that depend
             on it (schedule points), applied last (see :func:`preset_config`).
+        resets: overrides every stage starts from: :data:`NEUTRAL` for a method, so that it
+            inherits no method from the base config; empty for a variant of the base config
+            (an experiment row such as "the base Shap-Mix run with method.tau=0.5").
     """
 
     name: str
@@ -102,6 +105,7 @@ class Preset:
     reference: str
     stages: tuple[tuple[str, ...], ...]
     derived: tuple[tuple[Callable[[Config], list[str]], ...], ...] = field(default=())
+    resets: tuple[str, ...] = NEUTRAL
 
     @property
     def two_stage(self) -> bool:
@@ -118,12 +122,13 @@ def preset_config(
     """The validated config of ``preset``'s stage ``stage`` (0-based).
 
     Applied in order on top of the YAML ``source``: ``before`` (the user's overrides),
-    :data:`NEUTRAL`, the preset's stage overrides, ``after`` (seed, checkpoint, second-stage
-    overrides), then the preset's derived overrides computed from the config so far.
+    :attr:`Preset.resets` (:data:`NEUTRAL` for a method), the preset's stage overrides,
+    ``after`` (seed, checkpoint, second-stage overrides), then the preset's derived overrides
+    computed from the config so far.
     """
     if not 0 <= stage < len(preset.stages):
         raise ValueError(f"preset {preset.name!r} has {len(preset.stages)} stage(s), no stage {stage}")
-    fixed = [*before, *NEUTRAL, *preset.stages[stage], *after]
+    fixed = [*before, *preset.resets, *preset.stages[stage], *after]
     config = load_config(source, fixed)
     derivations = preset.derived[stage] if stage < len(preset.derived) else ()
     derived = [item for derive in derivations for item in derive(config)]

@@ -24,7 +24,7 @@ import re
 import statistics
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import yaml
 
@@ -36,6 +36,7 @@ __all__ = [
     "run_result_dir",
     "train_seconds",
     "write_results",
+    "write_tables",
     "format_markdown",
     "ACCURACY_COLUMNS",
 ]
@@ -99,13 +100,17 @@ def _first_stage_dir(stage2_dir: Path) -> Path:
     return Path(checkpoint).parent
 
 
-def collect_rows(bench_dir: str | Path) -> list[ResultRow]:
-    """Rows of every finished run under ``bench_dir``, methods in preset order, seeds ascending."""
+def collect_rows(bench_dir: str | Path, specs: Sequence[Preset] | None = None) -> list[ResultRow]:
+    """Rows of every finished run under ``bench_dir``, seeds ascending.
+
+    ``specs``: the grid's rows (methods and experiment variants) in table order; ``None`` = every
+    method preset.
+    """
     bench_dir = Path(bench_dir)
     if not bench_dir.is_dir():
         raise FileNotFoundError(f"bench directory {bench_dir} does not exist")
     rows: list[ResultRow] = []
-    for preset in PRESETS.values():
+    for preset in PRESETS.values() if specs is None else specs:
         method_dir = bench_dir / preset.name
         if not method_dir.is_dir():
             continue
@@ -158,8 +163,9 @@ def _summaries(rows: Sequence[ResultRow]) -> dict[str, dict[str, tuple[float | N
     }
 
 
-def format_markdown(rows: Sequence[ResultRow]) -> str:
-    """Mean ± sample std per method; the best mean of each column in bold."""
+def format_markdown(rows: Sequence[ResultRow], specs: Sequence[Any] | None = None) -> str:
+    """Mean ± sample std per method (or experiment row); the best mean of each column in bold."""
+    described = PRESETS if specs is None else {spec.name: spec for spec in specs}
     summaries = _summaries(rows)
     counts = {method: sum(row.method == method for row in rows) for method in summaries}
     columns = [*ACCURACY_COLUMNS, TIME_COLUMN]
@@ -190,7 +196,7 @@ def format_markdown(rows: Sequence[ResultRow]) -> str:
         cells = [cell(column, *summary[column]) for column, _ in columns]
         lines.append(f"| {method} | {counts[method]} | " + " | ".join(cells) + " |")
     lines += ["", "Methods:", ""]
-    lines += [f"- `{method}`: {PRESETS[method].description} ({PRESETS[method].reference})" for method in summaries]
+    lines += [f"- `{method}`: {described[method].description} ({described[method].reference})" for method in summaries]
     return "\n".join(lines) + "\n"
 
 
@@ -234,13 +240,25 @@ def _plot(rows: Sequence[ResultRow], path: Path) -> None:
     plt.close(fig)
 
 
-def write_results(bench_dir: str | Path) -> list[ResultRow]:
-    """Write ``results.csv``, ``results.md`` and ``results.png`` from the finished runs."""
+def write_results(bench_dir: str | Path, specs: Sequence[Preset] | None = None) -> list[ResultRow]:
+    """Write ``results.csv``, ``results.md`` and ``results.png`` from the finished runs.
+
+    ``specs``: the rows of the grid, as for :func:`collect_rows`.
+    """
     bench_dir = Path(bench_dir)
-    rows = collect_rows(bench_dir)
+    rows = collect_rows(bench_dir, specs)
     if not rows:
         raise FileNotFoundError(f"no finished runs (DIR/METHOD/seedK/metrics.json) under {bench_dir}")
-    _write_csv(rows, bench_dir / "results.csv")
-    (bench_dir / "results.md").write_text(format_markdown(rows), encoding="utf-8")
-    _plot(rows, bench_dir / "results.png")
+    write_tables(bench_dir, rows, specs)
     return rows
+
+
+def write_tables(bench_dir: Path, rows: Sequence[ResultRow], specs: Sequence[Any] | None = None) -> None:
+    """``results.csv``, ``results.md`` and ``results.png`` of ``rows`` in ``bench_dir``.
+
+    ``specs``: objects with ``name``, ``description`` and ``reference`` describing every row's
+    method (presets, experiment variants and ensembles); ``None`` = the method presets.
+    """
+    _write_csv(rows, bench_dir / "results.csv")
+    (bench_dir / "results.md").write_text(format_markdown(rows, specs), encoding="utf-8")
+    _plot(rows, bench_dir / "results.png")

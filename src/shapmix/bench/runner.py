@@ -32,7 +32,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import yaml
 
@@ -42,7 +42,7 @@ from ..engine.trainer import EpochCallback, train
 from .presets import Preset, get_presets, preset_config
 from .report import ResultRow, write_results
 
-__all__ = ["BenchJob", "GridSummary", "plan_grid", "run_grid"]
+__all__ = ["BenchJob", "GridSummary", "plan_grid", "plan_rows", "run_grid", "execute_jobs"]
 
 
 @dataclass
@@ -84,6 +84,7 @@ def _shares_first_stage(two_stage: Preset, one_stage: Preset) -> bool:
     other_derived = one_stage.derived[0] if one_stage.derived else ()
     return (
         not one_stage.two_stage
+        and one_stage.resets == two_stage.resets
         and one_stage.stages[0] == two_stage.stages[0]
         and tuple(first_derived) == tuple(other_derived)
     )
@@ -124,9 +125,21 @@ def plan_grid(
         overrides: ``KEY=VALUE`` for every run (a preset's own keys win).
         stage2_overrides: ``KEY=VALUE`` applied last to second stages (e.g. their epochs).
     """
+    presets = get_presets(list(methods) if not isinstance(methods, str) else methods)
+    return plan_rows(config_source, presets, seeds, out_dir, overrides, stage2_overrides)
+
+
+def plan_rows(
+    config_source: str | Path | None,
+    presets: Sequence[Preset],
+    seeds: int,
+    out_dir: str | Path,
+    overrides: Sequence[str] = (),
+    stage2_overrides: Sequence[str] = (),
+) -> list[BenchJob]:
+    """As :func:`plan_grid`, for rows given as :class:`Preset` objects (methods or variants)."""
     if seeds < 1:
         raise ValueError(f"--seeds must be at least 1, got {seeds}")
-    presets = get_presets(list(methods) if not isinstance(methods, str) else methods)
     out_dir = Path(out_dir).resolve()
     jobs: list[BenchJob] = []
     planned: set[Path] = set()
@@ -221,6 +234,25 @@ def run_grid(
     """
     out_dir = Path(out_dir).resolve()
     jobs = plan_grid(config_source, methods, seeds, out_dir, overrides, stage2_overrides)
+    return execute_jobs(
+        jobs, out_dir, f"methods {methods} x {seeds} seed(s)", lambda: write_results(out_dir), callbacks, echo
+    )
+
+
+def execute_jobs(
+    jobs: Sequence[BenchJob],
+    out_dir: Path,
+    what: str,
+    write_tables: Callable[[], list[ResultRow]],
+    callbacks: Sequence[EpochCallback] = (),
+    echo: bool = True,
+    before: Callable[[], None] | None = None,
+) -> GridSummary:
+    """Train the unfinished ``jobs`` in order, then ``write_tables()`` (main process only).
+
+    ``what`` describes the grid in the log; ``before()`` runs on the main process once the
+    bench directory exists (e.g. to save the experiment's description there).
+    """
     # Under torchrun the grid joins the process group once and keeps it for all its runs (a run
     # that does not own the group leaves it open); every process walks the same grid and only the
     # main one logs and writes the tables.
@@ -229,10 +261,12 @@ def run_grid(
     try:
         if context.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)
+            if before is not None:
+                before()
         context.barrier()
         log = _BenchLog(out_dir, echo, enabled=context.is_main)
         summary = GridSummary()
-        log(f"grid: {len(jobs)} run(s) for methods {methods} x {seeds} seed(s) in {out_dir}")
+        log(f"grid: {len(jobs)} run(s) for {what} in {out_dir}")
         failed_dirs: set[Path] = set()
         for index, job in enumerate(jobs, start=1):
             failure = _run_job(job, f"[{index}/{len(jobs)}] {job.label}", out_dir, failed_dirs, callbacks, log, summary)
@@ -242,7 +276,7 @@ def run_grid(
             context.barrier()
         if context.is_main:
             try:
-                summary.rows = write_results(out_dir)
+                summary.rows = write_tables()
                 log(f"wrote {out_dir / 'results.csv'}, results.md and results.png ({len(summary.rows)} run(s))")
             except FileNotFoundError as error:
                 log(f"no tables written: {error}")

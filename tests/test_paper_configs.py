@@ -1,0 +1,204 @@
+"""The paper's experiments (``configs/paper/``): every file loads, every row validates, builds and trains.
+
+Each experiment's rows are built (model, data pipeline, loss, method, sampler: the whole
+:class:`Trainer`) on a tiny generated dataset with the experiment's classes, layout and
+persons.  Rows that differ only in hyper-parameter values share one real training run: every
+distinct method, loss (with or without deferred re-weighting), sampler, guidance, modality and
+second stage trains one step and is evaluated (two-stage rows: stage 1, then stage 2 from its
+``last.pt``).  Only sizes shrink (channels, blocks, window, batch, epochs); the rows' method,
+loss, sampler and fine-tuning settings stay as the files state them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shapmix.bench.experiment import (
+    load_experiment,
+    packaged_experiments,
+    plan_experiment,
+    row_configs,
+    run_experiment,
+)
+from shapmix.config import Config, ConfigError, load_config
+from shapmix.data.format import write_dataset
+from shapmix.engine.trainer import Trainer, train
+
+EXPERIMENTS = sorted(packaged_experiments())
+# The paper's tables, each reproduced by at least one experiment file.
+PAPER_TABLES = {
+    "paper/table1-ltntu60", "paper/table1-ltntu120", "paper/table3-imbalance",
+    "paper/table4-ntu60-xsub", "paper/table4-ntu60-xview", "paper/table4-ntu120-xsub",
+    "paper/table4-ntu120-xset", "paper/table7-mixing", "paper/table8-guidance", "paper/table10-parts",
+    "paper/table11-frames", "paper/table12-temperature", "paper/table13-cost",
+}
+FRAMES = 20
+PERSONS = 2
+CHANNELS = 3
+JOINTS = 25
+TEST_PER_CLASS = 1
+
+
+def shrink(data_path: Path, batch: int) -> list[str]:
+    """Sizes only: a narrow network, short clips, one epoch of one step, no saliency warm-up."""
+    return [
+        f"data.path={data_path}",
+        "data.window=16",
+        "data.min_crop_frames=4",
+        "data.num_workers=0",
+        "model.args={base_channels: 8, num_blocks: 2}",
+        "schedule.epochs=1",
+        "schedule.warmup_epochs=0",
+        # Guided mixing (and the estimates feeding it) from the first step.
+        "method.warmup_epochs=0",
+        f"train.batch_size={batch}",
+        f"train.eval_batch_size={batch}",
+        "train.threads=1",
+        "log.progress=false",
+        "log.plots=false",
+    ]
+
+
+STAGE2_SHRINK = ["schedule.epochs=1"]
+
+
+def make_dataset(root: Path, num_classes: int, train_splits: set[str]) -> Path:
+    """One training sample per class (every named split holds them all) and one test sample per class."""
+    rng = np.random.default_rng(num_classes)
+    count = 2 * num_classes
+    data = rng.normal(scale=0.3, size=(count, CHANNELS, FRAMES, JOINTS, PERSONS)).astype(np.float32)
+    labels = np.concatenate([np.arange(num_classes), np.arange(num_classes)])
+    names = [f"train{i:03d}" for i in range(num_classes)] + [f"test{i:03d}" for i in range(num_classes)]
+    lengths = rng.integers(FRAMES // 2, FRAMES + 1, size=count)
+    splits = {split: names[:num_classes] for split in train_splits}
+    splits["test"] = names[num_classes:]
+    write_dataset(root, data, labels, lengths, names, "ntu25", [f"action{c}" for c in range(num_classes)], splits)
+    return root
+
+
+def structure(config: Config) -> tuple:
+    """What makes a row a different kind of training (hyper-parameter values aside)."""
+    method = config.method
+    return (
+        config.loss.name,
+        config.loss.drw_epoch is not None,
+        method.name,
+        method.guidance if method.name == "shapmix" else None,
+        config.data.sampler,
+        config.data.modality,
+        config.finetune.kind,
+        config.model.args.get("classifier"),
+    )
+
+
+@pytest.fixture(scope="module")
+def experiments():
+    return {name: load_experiment(name) for name in EXPERIMENTS}
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory, experiments):
+    """A tiny dataset per class count, holding every training split the experiments name."""
+    splits: dict[int, set[str]] = {}
+    for experiment in experiments.values():
+        for stages in row_configs(experiment).values():
+            splits.setdefault(experiment.spec.num_classes, set()).add(stages[0].data.train_split)
+        for column in experiment.spec.columns.values():
+            splits[experiment.spec.num_classes] |= {item.split("=", 1)[1] for item in column if item.startswith("data.train_split=")}
+    root = tmp_path_factory.mktemp("paper_data")
+    return {classes: make_dataset(root / f"ntu{classes}", classes, names) for classes, names in splits.items()}
+
+
+def test_every_table_of_the_paper_has_an_experiment_file():
+    assert PAPER_TABLES <= set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_experiment_reproduces_the_paper_settings(name, experiments):
+    experiment = experiments[name]
+    assert experiment.spec.num_classes in (60, 120) and experiment.spec.layout == "ntu25"
+    configs = row_configs(experiment)  # every row's every stage validates
+    long_tailed = "exp_" in configs[experiment.rows[0].name][0].data.train_split
+    for row, stages in configs.items():
+        first = stages[0]
+        schedule = first.schedule
+        # Section 4.2 / appendix A.3: 100 epochs, steps 60/80 long-tailed; 65, steps 35/55 balanced
+        expected = (100, [60, 80]) if long_tailed else (65, [35, 55])
+        assert (schedule.epochs, schedule.milestones, schedule.warmup_epochs) == (*expected, 5), row
+        assert (first.optim.lr, first.train.batch_size, first.data.window) == (0.1, 64, 64), row
+        if first.method.name == "shapmix":
+            # the paper estimates every sample (the library's default is a quarter of a batch)
+            assert first.method.estimate_fraction == 1.0, row
+            assert (first.method.momentum, first.method.warmup_epochs) == (0.9, 5), row
+        if first.method.name in ("shapmix", "stmix"):
+            assert first.method.min_parts >= 1 and first.method.window_fraction[0] > 0
+        if not long_tailed:
+            assert first.loss.name == "ce" and first.data.sampler == "random", row
+    if name == "paper/table12-temperature":
+        assert [stages[0].method.tau for stages in configs.values()] == [0.1, 0.2, 0.3, 0.4, 0.5]
+    if name == "paper/table13-cost":
+        assert [configs[f"iter-{n}"][0].method.interval for n in (1, 2, 5)] == [1, 2, 5]
+    if name == "paper/table8-guidance":
+        for guidance in ("random", "gradcam", "shapley"):
+            resampled, reweighted = configs[f"{guidance}-RS"][0], configs[f"{guidance}-RW"][0]
+            assert (resampled.method.guidance, resampled.loss.name, resampled.data.sampler) == (guidance, "ce", "class_balanced")
+            assert (reweighted.method.guidance, reweighted.loss.name, reweighted.data.sampler) == (guidance, "balanced_softmax", "random")
+    if name.startswith("paper/table1-"):
+        assert [row.name for row in experiment.rows] == sorted(experiment.spec.methods, key=experiment.spec.methods.index)
+        assert len(experiment.rows) == 16
+    if name == "paper/table3-imbalance":
+        jobs = plan_experiment(experiment, Path("/tmp/never-written"))
+        assert {job.config.data.train_split for job in jobs} == {f"NTU120_xsub_exp_{f}" for f in (10, 50, 100)}
+    if name.startswith("paper/table4-"):
+        assert [stages[0].data.modality for stages in configs.values()] == ["joint", "bone", "joint_motion", "bone_motion"]
+        assert {stages[0].method.name for stages in configs.values()} == {"stmix"}
+
+
+def test_a_dataset_with_other_classes_is_refused_before_training(tmp_path, datasets):
+    with pytest.raises(ConfigError, match="expects a dataset with 120 classes"):
+        run_experiment("paper/table1-ltntu120", tmp_path / "out", [f"data.path={datasets[60]}"], echo=False)
+    assert not (tmp_path / "out" / "ce").exists()
+
+
+def test_experiment_files_load_as_their_base_run():
+    for name in EXPERIMENTS:
+        assert isinstance(load_config(name), Config)  # shapmix train --config paper/... trains the base run
+
+
+def test_every_row_builds_and_every_kind_of_row_trains_a_step(tmp_path, experiments, datasets):
+    started = time.perf_counter()
+    kinds: dict[tuple, str] = {}
+    trained: set[Path] = set()
+    for name, experiment in experiments.items():
+        classes = experiment.spec.num_classes
+        jobs = plan_experiment(experiment, tmp_path / name, shrink(datasets[classes], classes), STAGE2_SHRINK)
+        first_column = next(iter(experiment.spec.columns), None)
+        if first_column is not None:  # columns repeat the same rows on another split
+            jobs = [job for job in jobs if (tmp_path / name / first_column) in job.out_dir.parents]
+        assert all(job.error is None for job in jobs), [job.error for job in jobs if job.error]
+        chosen = {job.out_dir for job in jobs if kinds.setdefault((classes, *structure(job.config)), job.label) == job.label}
+        chosen |= {job.requires for job in jobs if job.out_dir in chosen and job.requires is not None}
+        for job in jobs:
+            if job.out_dir in chosen:
+                result = train(job.config, job.out_dir)
+                first_epoch = json.loads((job.out_dir / "metrics.jsonl").read_text().splitlines()[0])
+                assert np.isfinite(first_epoch["loss"]), job.label
+                assert result["test"]["num_samples"] == classes * TEST_PER_CLASS, job.label
+                trained.add(job.out_dir)
+            elif job.requires is None:
+                # the same kind of training as a row that trained: build its whole trainer only
+                Trainer(job.config, job.out_dir).close()
+    structures = [kind[1:] for kind in kinds]
+    # every loss, sampler, mixing method, guidance, modality and second stage of the files trained
+    assert {kind[0] for kind in structures} == {"ce", "balanced_softmax", "focal", "class_balanced", "ldam", "influence_balanced"}
+    assert {kind[2] for kind in structures} == {"none", "mixup", "cutmix", "stmix", "shapmix", "remix", "glmc"}
+    assert {kind[3] for kind in structures} == {None, "shapley", "random", "gradcam"}
+    assert {kind[4] for kind in structures} == {"random", "ros", "class_balanced"}
+    assert {kind[5] for kind in structures} == {"joint", "bone", "joint_motion", "bone_motion"}
+    assert {kind[6] for kind in structures} == {"none", "crt", "maxnorm"}
+    print(f"{len(trained)} runs of {len(kinds)} kinds trained in {time.perf_counter() - started:.1f}s")
