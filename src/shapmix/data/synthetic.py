@@ -7,21 +7,23 @@ is exactly what Shap-Mix's part saliency should recover.
 
 Generative model
 ----------------
-1. **Classes** (:func:`make_class_specs`).  Each class performs *motion primitives* (raise,
-   wave, punch, swing, circle, kick, knee raise, bow, lean, nod, ...) on its salient parts, each
-   with class-specific amplitude, tempo (oscillation cycles or pulse count), phase, ramp and a
-   class-specific tilt of the rotation axes.  A fraction of classes reuse one (part, primitive,
-   parameters) of an earlier class and differ on other parts, so the part that tells them apart
-   matters (as "drink water" and "eat meal" share an arm).  A fraction of classes are two-person
-   interactions: the partner performs its own primitives on the same parts, with a delay, and
-   the two approach or back away.
+1. **Classes** (:func:`make_class_specs`).  Every body part has a small *vocabulary* of
+   motions: motion primitives (raise, wave, punch, swing, circle, kick, knee raise, bow, lean,
+   nod, ...) with fixed amplitude, tempo (oscillation cycles or pulse count), phase, ramp and a
+   tilt of the rotation axes.  A class performs one vocabulary motion on each of its 1 to 3
+   salient parts; no two classes have the same combination.  A part's motion is therefore
+   usually shared by several classes (as "drink water" and "eat meal" share an arm) and only
+   the combination of its salient parts identifies a class, so each of them carries
+   information.  A fraction of classes are two-person interactions: the partner performs
+   vocabulary motions on the same parts, with a delay, and the two approach or back away.
 2. **Subjects** (:func:`make_subjects`).  A finite set of performers, each with a body scale, a
    per-bone length factor and a "vigour" (amplitude gain).  Train and test performers are
    disjoint by default (cross-subject, as NTU's x-sub protocol).
 3. **Sequences** (:func:`synthesize_sequences`).  Per sample: a duration, a monotone time warp
    (speed changes within the action), an action window, per-primitive jitter of amplitude, tempo
-   and phase, a resting posture, idle body sway, and *nuisance* gestures drawn from the shared
-   primitive pool on non-salient parts (at reduced amplitude, in random sub-windows).
+   and phase, a resting posture, idle body sway, and *nuisance* gestures on non-salient parts
+   (at reduced amplitude, in random sub-windows), drawn from the primitives that no class uses
+   on that part, so a part performs a class's motion only when it is salient.
 4. **Kinematics**.  Motions are joint-angle trajectories: a rotation vector per bone (pivoting at
    the bone's parent joint, expressed in the parent bone's frame).  Forward kinematics over the
    layout's bone tree (re-rooted at the spine base, the natural pelvis root) places the joints,
@@ -44,7 +46,7 @@ valid length, the second person all zeros when absent.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -55,6 +57,7 @@ from .format import SkeletonData, write_dataset
 from .longtail import make_longtail_split, sample_per_class
 
 __all__ = [
+    "GENERATOR_VERSION",
     "SYNTH_LAYOUT",
     "SynthConfig",
     "Motion",
@@ -68,6 +71,9 @@ __all__ = [
 ]
 
 SYNTH_LAYOUT = NTU25
+GENERATOR_VERSION = 2
+"""Bumped whenever the same :class:`SynthConfig` starts producing different data, so caches keyed
+on the settings (``shapmix train``'s) never serve data of an older generator."""
 NUM_PERSONS = 2
 NUM_CHANNELS = 3
 PART_NAMES: tuple[str, ...] = NTU25.part_names
@@ -303,7 +309,7 @@ APPROACH_RANGE = (-0.25, 0.35)      # change of the pair's distance (m), > 0: th
 PAIR_DISTANCE_RANGE = (0.9, 1.4)    # distance between the two performers' pelvises (m)
 PAIR_FACING_YAW = np.pi / 2         # the two performers face each other along the x axis
 FACING_STD = 0.15                   # rad, performer not exactly facing the camera / partner
-MAX_CLASS_DRAWS = 50                # redraws to avoid two classes with the same primitives
+MAX_CLASS_DRAWS = 200               # redraws to avoid two classes with the same motions
 VIGOUR_RANGE = (0.85, 1.15)         # subject amplitude gain
 ACTION_ONSET_MAX = 0.15             # the action starts in [0, this] of the sequence...
 ACTION_END_MIN = 0.85               # ...and ends in [this, 1]
@@ -325,7 +331,7 @@ _STREAM_CLASSES, _STREAM_SUBJECTS, _STREAM_SAMPLES, _STREAM_SPLITS = range(4)
 
 class SynthConfig(BaseModel):
     """Every knob of the synthetic benchmark.  Difficulty is mostly set by ``nuisance_prob``,
-    ``nuisance_amplitude``, ``shared_part_fraction``, ``amplitude_jitter``, ``tempo_jitter``,
+    ``nuisance_amplitude``, ``motions_per_part``, ``amplitude_jitter``, ``tempo_jitter``,
     ``time_warp``, ``camera_yaw_deg``, ``jitter_std`` and ``dropout_prob``; the long tail by
     ``n_max``, ``imbalance_factor`` and ``profile``.
 
@@ -374,10 +380,10 @@ class SynthConfig(BaseModel):
     salient_count_weights: tuple[float, float, float] = Field(
         (0.35, 0.45, 0.2), description="relative frequency of classes with 1, 2, 3 salient parts"
     )
-    shared_part_fraction: float = Field(
-        0.7, ge=0.0, le=1.0,
-        description="probability that a class copies one part's motion from an earlier class "
-        "and differs on other parts (confusable pairs)",
+    motions_per_part: int = Field(
+        4, ge=1, le=5,
+        description="size of each body part's motion vocabulary; classes combine vocabulary "
+        "motions, so fewer motions per part means more classes share each part's motion",
     )
     axis_perturbation: float = Field(
         0.35, ge=0.0, le=np.pi, description="max tilt (rad) of a class's primitive rotation axes"
@@ -536,59 +542,67 @@ def _draw_motion(rng, config: SynthConfig, person: int, part: str, primitive: st
     )
 
 
+def _part_vocabularies(rng, config: SynthConfig) -> dict[str, list[Motion]]:
+    """Per body part, ``motions_per_part`` motions of distinct primitives (fewer if the part has
+    fewer primitives), with their class-level parameters."""
+    vocabularies = {}
+    for part in PART_NAMES:
+        names = primitive_names(part)
+        size = min(config.motions_per_part, len(names))
+        chosen = rng.choice(len(names), size=size, replace=False)
+        vocabularies[part] = [_draw_motion(rng, config, 0, part, names[i]) for i in chosen]
+    return vocabularies
+
+
 def make_class_specs(config: SynthConfig) -> list[ClassSpec]:
     """The ``num_classes`` action classes, a pure function of ``config.seed`` and the class knobs.
 
     Class 0 is the head of the long tail.  Two-person classes are spread at random over the
-    class order.  A class whose set of (person, part, primitive) repeats an earlier class's is
-    redrawn (up to ``MAX_CLASS_DRAWS`` times; parameters differ in any case).
+    class order.  Each class draws its number of salient parts (``salient_count_weights``), the
+    parts (``SALIENT_PART_WEIGHTS``) and one motion of each part's vocabulary.  A class whose
+    (person, part, motion) set contains, or is contained in, an earlier class's is redrawn (up
+    to ``MAX_CLASS_DRAWS`` times, then it is an error: too many classes for the vocabularies).
+    So every motion of a multi-part class is needed to tell it from the classes that share
+    its other motions, and a one-part class's motion is its own.
     """
     rng = _rng(config.seed, _STREAM_CLASSES)
+    vocabularies = _part_vocabularies(rng, config)
     n_pairs = round(config.two_person_fraction * config.num_classes)
     pair_classes = set(rng.choice(config.num_classes, size=n_pairs, replace=False).tolist())
     count_p = np.asarray(config.salient_count_weights) / sum(config.salient_count_weights)
     part_p = np.asarray(SALIENT_PART_WEIGHTS)
     specs: list[ClassSpec] = []
-    signatures: set[frozenset] = set()
+    signatures: list[set[tuple[int, str, int]]] = []
     for c in range(config.num_classes):
         two_person = c in pair_classes
         for _ in range(MAX_CLASS_DRAWS):
             k = int(rng.choice(3, p=count_p)) + 1
-            motions: list[Motion] = []
-            if specs and rng.random() < config.shared_part_fraction:
-                source = specs[int(rng.integers(len(specs)))]
-                shared = source.motions[int(rng.integers(len(source.motions)))]
-                motions.append(Motion(**{**asdict(shared), "person": 0, "delay": 0.0}))
-                # The other parts differ from the source's, so the pair is told apart by them.
-                allowed = [p not in source.salient_parts for p in PART_NAMES]
-                k = max(k, 2)
-            else:
-                allowed = [True] * len(PART_NAMES)
-            chosen = [m.part for m in motions]
-            weights = part_p * np.array(allowed) * np.array([p not in chosen for p in PART_NAMES])
-            extra = min(k - len(chosen), int(np.count_nonzero(weights)))
-            if extra:
-                chosen += rng.choice(PART_NAMES, size=extra, replace=False,
-                                     p=weights / weights.sum()).tolist()
-            for part in chosen[len(motions):]:
-                name = str(rng.choice(primitive_names(part)))
-                motions.append(_draw_motion(rng, config, 0, part, name))
+            parts = rng.choice(PART_NAMES, size=k, replace=False, p=part_p).tolist()
+            picks = [(part, int(rng.integers(len(vocabularies[part])))) for part in parts]
+            motions = [vocabularies[part][index] for part, index in picks]
+            signature = {(0, part, index) for part, index in picks}
             if two_person:
-                for actor in list(motions):
-                    options = primitive_names(actor.part)
-                    name = (actor.primitive if rng.random() < PARTNER_SAME_PRIMITIVE_PROB
-                            else str(rng.choice(options)))
+                for part, index in picks:
+                    if rng.random() >= PARTNER_SAME_PRIMITIVE_PROB:
+                        index = int(rng.integers(len(vocabularies[part])))
                     delay = float(rng.uniform(*PARTNER_DELAY_RANGE))
-                    motions.append(_draw_motion(rng, config, 1, actor.part, name, delay))
-            signature = frozenset((m.person, m.part, m.primitive) for m in motions)
-            if signature not in signatures:
+                    motions.append(replace(vocabularies[part][index], person=1, delay=delay))
+                    signature.add((1, part, index))
+            # No class's motions may contain another's: every pair of classes differs by a
+            # motion present in each, never by a motion that one of them merely lacks.
+            if not any(signature <= other or signature >= other for other in signatures):
                 break
-        signatures.add(signature)
-        parts = tuple(p for p in PART_NAMES if p in chosen)
+        else:
+            raise ValueError(
+                f"cannot draw {config.num_classes} distinct classes from vocabularies of "
+                f"{config.motions_per_part} motions per part; raise motions_per_part"
+            )
+        signatures.append(signature)
+        salient = tuple(p for p in PART_NAMES if p in parts)
         label = "+".join(f"{m.part}.{m.primitive}" for m in motions if m.person == 0)
         specs.append(ClassSpec(
             name=f"c{c:03d}_{'pair_' if two_person else ''}{label}",
-            salient_parts=parts,
+            salient_parts=salient,
             two_person=two_person,
             motions=tuple(motions),
             approach=float(rng.uniform(*APPROACH_RANGE)) if two_person else 0.0,
@@ -698,9 +712,25 @@ def _class_tables(specs: list[ClassSpec]) -> dict[str, np.ndarray]:
         "delay": np.array([m.delay for m in rows]),
         "axis": np.array([m.axis for m in rows]).reshape(-1, 3, 3),
         "salient": np.array([[p in spec.salient_parts for p in PART_NAMES] for spec in specs]),
+        "nuisance_prims": _nuisance_primitives(rows),
         "two_person": np.array([spec.two_person for spec in specs]),
         "approach": np.array([spec.approach for spec in specs]),
     }
+
+
+def _nuisance_primitives(motions: list[Motion]) -> np.ndarray:
+    """``(P, L)`` primitive ids for nuisance gestures, per part padded with -1: the part's
+    primitives that no class motion uses (all of them if the classes use every one)."""
+    used = {_primitive_id(m.part, m.primitive) for m in motions}
+    rows = []
+    for index, part in enumerate(PART_NAMES):
+        ids = [int(_LIB["part_start"][index]) + k for k in range(int(_LIB["part_count"][index]))]
+        free = [i for i in ids if i not in used]
+        rows.append(free or ids)
+    table = np.full((len(rows), max(len(r) for r in rows)), -1)
+    for index, row in enumerate(rows):
+        table[index, : len(row)] = row
+    return table
 
 
 def _expand(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -737,15 +767,16 @@ def _joint_angles(config, tables, labels, body_sample, body_person, vigour, acti
         "axis": tables["axis"][row],
     }
 
-    # Nuisance gestures: random primitives of the shared pool on non-salient parts.
+    # Nuisance gestures on non-salient parts: primitives no class performs on that part.
     active = rng.random((n_bodies, len(PART_NAMES))) < config.nuisance_prob
     active &= ~tables["salient"][body_label]
     n_body, n_part = np.nonzero(active)
     m = n_body.size
+    nuisance_prims = tables["nuisance_prims"]
     start = rng.uniform(0.0, 1.0 - NUISANCE_WINDOW_MIN, size=m)
     nuisance = {
         "body": n_body,
-        "prim": _LIB["part_start"][n_part] + rng.integers(0, _LIB["part_count"][n_part]),
+        "prim": nuisance_prims[n_part, rng.integers(0, (nuisance_prims >= 0).sum(axis=1)[n_part])],
         "amplitude": (config.nuisance_amplitude * rng.uniform(*AMPLITUDE_RANGE, size=m)
                       * vigour[n_body]),
         "cycles": rng.uniform(*OSC_CYCLES_RANGE, size=m),
@@ -989,6 +1020,7 @@ def generate_synthetic(config: SynthConfig, out_dir: str | os.PathLike) -> Skele
         "units": "m",
         "coordinates": "Kinect v2 camera space: x right, y up, z depth",
         "generator": config.model_dump(mode="json"),
+        "generator_version": GENERATOR_VERSION,
         "salient_parts": {spec.name: list(spec.salient_parts) for spec in specs},
         "two_person_classes": [spec.name for spec in specs if spec.two_person],
         "classes": [asdict(spec) for spec in specs],

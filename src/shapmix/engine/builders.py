@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler, Sequential
 from ..config import Config, DataConfig
 from ..data.dataset import SkeletonSplit
 from ..data.format import SkeletonData, load_dataset, read_name_list
-from ..data.synthetic import generate_synthetic
+from ..data.synthetic import GENERATOR_VERSION, generate_synthetic
 from ..data.transforms import Compose, build_pipeline
 from ..models import build_model
 from .distributed import DistributedContext
@@ -49,8 +49,10 @@ def cache_root() -> Path:
 
 
 def synthetic_dataset_path(data_config: DataConfig) -> Path:
-    """Cache directory of the synthetic dataset these generator settings produce."""
-    settings = json.dumps(data_config.synthetic.model_dump(mode="json"), sort_keys=True)
+    """Cache directory of the synthetic dataset these generator settings produce (and this
+    version of the generator: a new generator never reuses an older one's cache)."""
+    key = {"generator_version": GENERATOR_VERSION, **data_config.synthetic.model_dump(mode="json")}
+    settings = json.dumps(key, sort_keys=True)
     digest = hashlib.sha1(settings.encode()).hexdigest()[:12]
     return cache_root() / "synthetic" / digest
 
