@@ -41,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..config import EXPERIMENT_KEY, Config, ConfigError, load_config, packaged_configs
 from ..engine.trainer import EpochCallback
-from .presets import PRESETS, Preset
+from .presets import PRESETS, Preset, get_presets
 from .report import ResultRow, collect_rows, run_result_dir, write_tables
 from .runner import BenchJob, GridSummary, execute_jobs, plan_rows
 
@@ -117,12 +117,8 @@ class ExperimentSpec(BaseModel):
     @field_validator("methods")
     @classmethod
     def _known_methods(cls, methods: list[str]) -> list[str]:
-        unknown = [name for name in methods if name not in PRESETS]
-        if unknown:
-            raise ValueError(f"unknown method(s) {unknown}; choose from: {', '.join(PRESETS)}")
-        duplicates = sorted({name for name in methods if methods.count(name) > 1})
-        if duplicates:
-            raise ValueError(f"method(s) {duplicates} listed more than once")
+        if methods:  # an experiment may consist of variants only
+            get_presets(methods)  # unknown or repeated names are errors
         return methods
 
     @model_validator(mode="after")

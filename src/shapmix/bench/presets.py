@@ -217,5 +217,5 @@ def get_presets(names: str | list[str]) -> list[Preset]:
         raise ValueError(f"unknown method(s) {unknown}; choose from: {', '.join(PRESETS)}")
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
-        raise ValueError(f"method(s) {duplicates} given more than once")
+        raise ValueError(f"method(s) {duplicates} listed more than once")
     return [PRESETS[name] for name in names]
