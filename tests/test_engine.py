@@ -166,3 +166,22 @@ def test_tensorboard_events_are_written(tiny_data, tmp_path):
     out = tmp_path / "tb"
     train(tiny_config(tiny_data, epochs=1, extra=["log.tensorboard=true"]), out)
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_process_group_teardown_waits_for_every_rank_only_after_success(monkeypatch):
+    import torch.distributed as dist
+
+    from shapmix.engine.distributed import DistributedContext
+
+    calls: list[str] = []
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "barrier", lambda: calls.append("barrier"))
+    monkeypatch.setattr(dist, "destroy_process_group", lambda: calls.append("destroy"))
+    DistributedContext(rank=1, world_size=2, owns_group=True).close()
+    assert calls == ["barrier", "destroy"]
+    calls.clear()
+    # after an error the peers may never reach the barrier: no collective teardown
+    DistributedContext(rank=1, world_size=2, owns_group=True).close(failed=True)
+    # a group someone else created is theirs to close
+    DistributedContext(rank=1, world_size=2, owns_group=False).close()
+    assert calls == []

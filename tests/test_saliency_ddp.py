@@ -67,16 +67,14 @@ def cell_means(
 def _update_on_rank(rank: int, port: int, out: str) -> None:
     """Worker: join a gloo group, update a table with this rank's estimates, gather all tables."""
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD_SIZE)
-    try:
-        context = DistributedContext(rank=rank, world_size=WORLD_SIZE)
-        table = SaliencyTable(NUM_CLASSES, NUM_COMBINATIONS)
-        for update in range(UPDATES):
-            table.update(*rank_estimates(rank, update), context=context)
-        gathered = context.all_gather_object(table.state_dict())
-        if context.is_main:
-            torch.save(gathered, out)
-    finally:
-        dist.destroy_process_group()
+    context = DistributedContext(rank=rank, world_size=WORLD_SIZE, owns_group=True)
+    table = SaliencyTable(NUM_CLASSES, NUM_COMBINATIONS)
+    for update in range(UPDATES):
+        table.update(*rank_estimates(rank, update), context=context)
+    gathered = context.all_gather_object(table.state_dict())
+    if context.is_main:
+        torch.save(gathered, out)
+    context.close()
 
 
 def test_ranks_hold_identical_tables_equal_to_one_process_on_the_pooled_estimates(tmp_path):

@@ -285,9 +285,11 @@ def execute_jobs(
             f"{len(summary.failed)} failed"
             + "".join(f"\n  FAILED {name}: {why}" for name, why in summary.failed.items())
         )
-        return summary
-    finally:
-        context.close()
+    except BaseException:
+        context.close(failed=True)
+        raise
+    context.close()
+    return summary
 
 
 def _run_job(

@@ -73,9 +73,20 @@ class DistributedContext:
         dist.broadcast_object_list(holder, src=src)
         return holder[0]
 
-    def close(self) -> None:
-        if self.owns_group and dist.is_initialized():
-            dist.destroy_process_group()
+    def close(self, failed: bool = False) -> None:
+        """Leave the process group this context created (a no-op for a borrowed group).
+
+        After a normal run every rank first waits at a barrier, so that no rank closes its
+        connections while another is still using them: a gloo peer whose socket closes in the
+        middle of its work dies with SIGABRT instead of finishing.  After a failure (``failed``)
+        the other ranks may never reach that barrier, or may be blocked in a collective that a
+        teardown would wait on, so the group is left as it is: this process exits with the
+        error and torchrun stops the others.
+        """
+        if not (self.owns_group and dist.is_initialized()) or failed:
+            return
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def init_distributed(device_spec: str = "auto") -> tuple[DistributedContext, torch.device]:

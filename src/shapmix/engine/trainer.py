@@ -478,8 +478,9 @@ class Trainer:
         )
         plot_training_curves(self.history, self.out_dir / "training_curves.png")
 
-    def close(self) -> None:
-        self.context.close()
+    def close(self, failed: bool = False) -> None:
+        """Leave the process group (see :meth:`DistributedContext.close`; ``failed`` after an error)."""
+        self.context.close(failed=failed)
 
 
 def train(
@@ -488,6 +489,9 @@ def train(
     """Train ``config`` in ``out_dir`` and return the final metrics (see :class:`Trainer`)."""
     trainer = Trainer(config, out_dir, resume=resume, callbacks=callbacks)
     try:
-        return trainer.fit()
-    finally:
-        trainer.close()
+        result = trainer.fit()
+    except BaseException:
+        trainer.close(failed=True)
+        raise
+    trainer.close()
+    return result
