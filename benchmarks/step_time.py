@@ -8,11 +8,16 @@ through the same :mod:`shapmix.engine.methods` objects the trainer uses, step by
 * ``double``: plain step on ``cat([x, x])`` with one-hot targets on the second half: the cost
   floor of any method that trains on clean + mixed data;
 * ``stmix``: ST-Mix mixing, then a step on ``cat([x, x_mix])`` with the soft-target loss;
-* ``shapmix_iter1``: Shap-Mix at every step: per-sample Monte-Carlo Shapley estimation (one
-  no-grad eval-mode forward of the ``2N`` masked copies), table update, tail-aware mixing from
-  the table, then the double step;
-* ``shapmix_iter5``: Shap-Mix estimating every 5th step: 5 consecutive steps (one with
-  estimation) timed together and divided by 5.
+* ``shapmix_iter1``: Shap-Mix estimating at every step (no-grad eval-mode forwards of masked
+  copies of part of the batch), table update, tail-aware mixing from the table, then the double
+  step;
+* ``shapmix_iter5``: Shap-Mix estimating every 5th step.
+
+A Shap-Mix variant is timed over one cycle of consecutive steps, after which its work repeats,
+and divided by the cycle's length: 1 step (iter-1) or 5 (iter-5) with the sampled estimator;
+with the exact estimator (the default) a whole row of ``2**P`` forwards is bought every few
+estimation steps, so the cycle runs until the row credit is whole (e.g. 4 estimation steps for
+``N = 16`` and ``estimate_fraction`` 0.25).
 
 Every round runs one step of every variant, in an order rotated each round, after warm-up
 rounds; the median over rounds is reported per variant, with a breakdown into the estimation
@@ -36,6 +41,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 
 import torch
 import torch.nn.functional as F
@@ -64,6 +70,8 @@ DEFAULT_BASE_CHANNELS = 64
 DEFAULT_BLOCKS = 10
 SPARSE_INTERVAL = 5
 """Estimation interval of the ``shapmix_iter5`` variant."""
+MAX_CYCLE = 1000
+"""Longest estimation cycle considered (the exact estimator's row credit is a fraction)."""
 LEARNING_RATE = 0.01
 """Small enough that random data cannot make the weights diverge over the run."""
 MOMENTUM = 0.9
@@ -162,22 +170,46 @@ def build_variants(args: argparse.Namespace, device: torch.device) -> dict[str, 
         return build_method(config, NUM_CLASSES, counts, layout, SEED, baseline=baseline)
 
     plain, double, stmix = TrainingMethod(), DoubleMethod(NUM_CLASSES), method("stmix")
-    estimation = {} if args.estimate_fraction is None else {"estimate_fraction": args.estimate_fraction}
+    estimation = shapmix_options(args)
+    cycle = estimation_cycle(MethodConfig(name="shapmix", **estimation), args.batch_size, layout.num_parts)
     iter1 = method("shapmix", interval=1, **estimation)
     iter5 = method("shapmix", interval=SPARSE_INTERVAL, **estimation)
 
-    def sparse(round_index: int) -> dict[str, float]:
-        steps = [bench.step(iter5, round_index * SPARSE_INTERVAL + k) for k in range(SPARSE_INTERVAL)]
-        return {phase: sum(s[phase] for s in steps) / SPARSE_INTERVAL for phase in PHASES}
+    def timed_cycle(shapmix: TrainingMethod, steps: int) -> Callable[[int], dict[str, float]]:
+        def run_cycle(round_index: int) -> dict[str, float]:
+            timings = [bench.step(shapmix, round_index * steps + k) for k in range(steps)]
+            return {phase: sum(t[phase] for t in timings) / steps for phase in PHASES}
+
+        return run_cycle
 
     variants = {
         "none": lambda r: bench.step(plain, r),
         "double": lambda r: bench.step(double, r),
         "stmix": lambda r: bench.step(stmix, r),
-        "shapmix_iter1": lambda r: bench.step(iter1, r),
-        "shapmix_iter5": sparse,
+        "shapmix_iter1": timed_cycle(iter1, cycle),
+        "shapmix_iter5": timed_cycle(iter5, cycle * SPARSE_INTERVAL),
     }
     return variants
+
+
+def shapmix_options(args: argparse.Namespace) -> dict:
+    """The Shap-Mix options given on the command line (the library's defaults otherwise)."""
+    options: dict = {}
+    if args.estimate_fraction is not None:
+        options["estimate_fraction"] = args.estimate_fraction
+    if args.shapley_estimator is not None:
+        options["shapley_estimator"] = args.shapley_estimator
+    return options
+
+
+def estimation_cycle(config: MethodConfig, batch_size: int, num_parts: int) -> int:
+    """Estimation steps after which Shap-Mix's estimation work repeats: 1 for the sampled
+    estimator; for the exact one, until its row credit (``2 f N / 2**P`` rows per estimation
+    step) adds up to whole rows."""
+    if config.shapley_estimator != "exact":
+        return 1
+    rows_per_step = Fraction(2 * config.estimate_fraction * batch_size / 2**num_parts).limit_denominator(MAX_CYCLE)
+    return rows_per_step.denominator
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -205,6 +237,7 @@ def run(args: argparse.Namespace) -> dict:
         for name, runs in times.items()
     }
     result = {ratio: ms[top] / ms[bottom] for ratio, (top, bottom) in RATIOS.items()}
+    shapmix_config = MethodConfig(name="shapmix", **shapmix_options(args))
     # the same ratios from the variants' steps within each round, less sensitive to load drift
     paired = {
         ratio: statistics.median(a / b for a, b in zip(totals[top], totals[bottom]))
@@ -226,9 +259,9 @@ def run(args: argparse.Namespace) -> dict:
             "base_channels": args.base_channels,
             "num_blocks": args.num_blocks,
             "num_classes": NUM_CLASSES,
-            "estimate_fraction": (
-                MethodConfig().estimate_fraction if args.estimate_fraction is None else args.estimate_fraction
-            ),
+            "estimate_fraction": shapmix_config.estimate_fraction,
+            "shapley_estimator": shapmix_config.shapley_estimator,
+            "estimation_cycle_steps": estimation_cycle(shapmix_config, args.batch_size, get_layout(LAYOUT).num_parts),
             "rounds": args.rounds,
             "warmup_rounds": args.warmup_rounds,
             "torch": torch.__version__,
@@ -245,7 +278,8 @@ def print_report(result: dict) -> None:
         f"CTR-GCN base {settings['base_channels']} x {settings['num_blocks']} blocks, batch {settings['batch_size']}, "
         f"{settings['frames']} frames, {settings['persons']} persons on {settings['device_name']} "
         f"({settings['threads']} threads), median of {settings['rounds']} rounds, "
-        f"Shap-Mix estimate_fraction {settings['estimate_fraction']}"
+        f"Shap-Mix estimate_fraction {settings['estimate_fraction']}, {settings['shapley_estimator']} estimator "
+        f"(iter-1 timed over cycles of {settings['estimation_cycle_steps']} step(s))"
     )
     print(f"{'variant':<15}{'median ms':>11}{'min':>9}{'max':>9}{'estimate':>10}{'mix':>8}{'train':>9}")
     for name in VARIANTS:
@@ -274,6 +308,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--estimate-fraction", type=float, default=None,
         help="Shap-Mix method.estimate_fraction (default: the library default; 1 = every sample)",
+    )
+    parser.add_argument(
+        "--shapley-estimator", choices=("sampled", "exact"), default=None,
+        help="Shap-Mix method.shapley_estimator (default: the library default)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = parser.parse_args(argv)

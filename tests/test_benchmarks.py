@@ -29,6 +29,9 @@ def test_step_time_reports_every_ratio_and_its_settings(capsys):
     for key in ("stmix_over_double", "shapmix_iter1_over_stmix", "shapmix_iter5_over_stmix"):
         assert result[key] > 0
     assert result["settings"]["estimate_fraction"] == 0.5
+    # the default exact estimator: 2 * 0.5 * 4 = 4 forwards a step buy a row of 32 every 8 steps
+    assert result["settings"]["shapley_estimator"] == "exact"
+    assert result["settings"]["estimation_cycle_steps"] == 8
     # Estimation happens only in the Shap-Mix variants.
     phases = result["phases_ms"]
     assert phases["stmix"]["estimate"] < 1.0  # a no-op hook: only the clock's own cost

@@ -378,14 +378,31 @@ def test_table_ema_and_counts_by_hand():
     torch.testing.assert_close(table.values, expected)
     assert table.counts.tolist() == [[0, 1, 0], [0, 0, 1]]
     table.update(torch.tensor([0]), torch.tensor([1]), torch.tensor([4.0]))
-    expected[0, 1] = 0.9 * 2.0 + 0.1 * 4.0
+    # the EMA from 0 is 0.9 * 0.1 * 2 + 0.1 * 4 with total weight 1 - 0.9**2 = 0.19
+    expected[0, 1] = (0.09 * 2.0 + 0.1 * 4.0) / 0.19
     torch.testing.assert_close(table.values, expected)
     assert table.counts.tolist() == [[0, 2, 0], [0, 0, 1]]
+    for _ in range(200):
+        table.update(torch.tensor([0]), torch.tensor([1]), torch.tensor([4.0]))
+    # long after the start it is the plain EMA and forgets the first mean
+    assert float(table.values[0, 1]) == pytest.approx(4.0, abs=1e-6)
+    assert float(table.weights[0, 1]) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_table_restart_lets_the_next_estimate_replace_each_value():
+    table = SaliencyTable(1, 2, momentum=0.9)
+    for value in (1.0, 1.0, 1.0):
+        table.update(torch.tensor([0, 0]), torch.tensor([0, 1]), torch.tensor([value, value]))
+    table.restart()
+    assert table.values.tolist() == [[1.0, 1.0]]  # kept until the cell is updated again
+    table.update(torch.tensor([0]), torch.tensor([0]), torch.tensor([5.0]))
+    assert table.values.tolist() == [[5.0, 1.0]]
+    assert table.counts.tolist() == [[4, 3]]
 
 
 def test_table_reduces_sums_and_counts_before_the_ema():
     table = SaliencyTable(2, 3, momentum=0.9)
-    table.values[0, 0], table.counts[0, 0] = 2.0, 1
+    table.values[0, 0], table.counts[0, 0], table.weights[0, 0] = 2.0, 1, 1.0  # a converged cell
     # this rank: one estimate 4; the other rank: three estimates 6 -> pooled mean 22 / 4 = 5.5
     context = PretendOtherRank((2, 3), torch.tensor([0, 0, 0]), torch.tensor([0, 0, 0]), torch.tensor([6.0, 6.0, 6.0]))
     table.update(torch.tensor([0]), torch.tensor([0]), torch.tensor([4.0]), context=context)
@@ -409,6 +426,7 @@ def filled_table() -> SaliencyTable:
     rng = torch.Generator().manual_seed(19)
     table.values = torch.randn(3, 20, generator=rng) / 7
     table.counts = torch.randint(0, 50, (3, 20), generator=rng)
+    table.weights = torch.rand(3, 20, generator=rng)
     return table
 
 
@@ -418,6 +436,7 @@ def test_table_state_dict_is_weights_only_safe(tmp_path):
     restored = SaliencyTable(3, 20)
     restored.load_state_dict(torch.load(tmp_path / "table.pt", weights_only=True))
     assert torch.equal(restored.values, table.values) and torch.equal(restored.counts, table.counts)
+    assert torch.equal(restored.weights, table.weights)
     assert restored.momentum == 0.8
     with pytest.raises(ValueError):
         SaliencyTable(2, 20).load_state_dict(table.state_dict())
@@ -451,7 +470,7 @@ def test_shapmix_method_estimates_a_budget_of_samples_on_their_least_updated_cel
 
     def method(fraction):
         return build_method(
-            MethodConfig(name="shapmix", warmup_epochs=0, estimate_fraction=fraction),
+            MethodConfig(name="shapmix", warmup_epochs=0, estimate_fraction=fraction, shapley_estimator="sampled"),
             5, counts, LAYOUT, seed=0, baseline=torch.zeros(3, 16, NUM_JOINTS, 1),
         )
 
@@ -465,3 +484,37 @@ def test_shapmix_method_estimates_a_budget_of_samples_on_their_least_updated_cel
     # samples per batch, so after 5 batches 15 distinct cells of its row were updated once.
     assert full.table.counts[0].sum().item() == 15 and full.table.counts[0].max().item() == 1
     assert full.table.counts.sum().item() == 5 * 8
+
+
+def test_exact_estimator_spends_the_sampled_budget_on_whole_rows_and_restarts_after_warm_up():
+    from shapmix.config import MethodConfig
+    from shapmix.engine.methods import build_method
+    from shapmix.models.ctrgcn import CTRGCN
+
+    torch.manual_seed(0)
+    counts = np.array([300, 120, 40, 9, 2])
+    model = CTRGCN(num_classes=5, layout=LAYOUT, num_persons=1, base_channels=8, num_blocks=2)
+    x = torch.randn(8, 3, 16, NUM_JOINTS, 1)
+    y = torch.tensor([0, 0, 1, 3, 0, 4, 2, 1])
+    method = build_method(
+        # unclipped: an untrained model's marginal contributions are often all negative
+        MethodConfig(name="shapmix", warmup_epochs=1, estimate_fraction=1.0, shapley_estimator="exact", clip=False),
+        5, counts, LAYOUT, seed=0, baseline=torch.zeros(3, 16, NUM_JOINTS, 1),
+    )
+    method.before_step(model, x, y, epoch=0, step=0)  # warm-up: 8 naive single-cell estimates
+    assert method.table.counts.sum().item() == 8 and not method.shapley_started
+    warm_up_values = method.table.values.clone()
+    # 2 * 1.0 * 8 = 16 masked forwards a step buy half a row of 32: a row every second step
+    method.before_step(model, x, y, epoch=1, step=1)
+    assert method.shapley_started and method.table.counts.sum().item() == 8
+    assert torch.equal(method.table.weights, torch.zeros_like(method.table.weights))  # restarted
+    method.before_step(model, x, y, epoch=1, step=2)
+    updated_rows = (method.table.counts.sum(dim=1) > 0) & (method.table.weights.sum(dim=1) > 0)
+    assert updated_rows.sum().item() == 1
+    row = int(updated_rows.nonzero())
+    assert (method.table.weights[row] > 0).all()  # the whole row, every combination
+    # the row's naive warm-up values were replaced, not averaged in
+    changed = method.table.values[row] != warm_up_values[row]
+    assert changed.all()
+    state = method.state_dict()
+    assert state["shapley_started"] and state["row_credit"] == pytest.approx(0.0)

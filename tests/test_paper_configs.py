@@ -134,6 +134,7 @@ def test_experiment_reproduces_the_paper_settings(name, experiments):
         if first.method.name == "shapmix":
             # the paper estimates every sample (the library's default is a quarter of a batch)
             assert first.method.estimate_fraction == 1.0, row
+            assert first.method.shapley_estimator == "sampled", row
             assert (first.method.momentum, first.method.warmup_epochs) == (0.9, 5), row
         if first.method.name in ("shapmix", "stmix"):
             assert first.method.min_parts >= 1 and first.method.window_fraction[0] > 0

@@ -12,10 +12,13 @@ from torch import nn
 from shapmix.mixing import (
     PartCombinations,
     class_balanced_subset,
+    clipped_combination_shapley_values,
     coalition_joint_masks,
     coalition_values,
     combination_shapley_values,
     estimate_combination_shapley,
+    exact_combination_rows,
+    least_estimated_classes,
     least_estimated_combinations,
     mask_parts,
     mean_sequence,
@@ -414,3 +417,59 @@ def test_least_estimated_combinations_fill_each_row_evenly():
     # Ties are broken at random: over many draws both least-updated cells of class 0 are used.
     draws = least_estimated_combinations(counts, torch.zeros(400, dtype=torch.long), torch.Generator().manual_seed(1))
     assert set(draws.tolist()) == {1, 3} and 150 < (draws == 1).sum() < 250
+
+
+def test_clipped_combination_values_sum_the_clipped_marginals_by_hand():
+    values = random_game(21) - 0.5  # marginal contributions of both signs
+    combos = PartCombinations.from_layout("ntu25")
+    clipped = clipped_combination_shapley_values(values, combos)
+    for index, combo in enumerate(combos.combinations):
+        group = sum(1 << p for p in combo)
+        players = NUM_PARTS - len(combo) + 1
+        expected = 0.0
+        for coalition in range(NUM_COALITIONS):
+            if coalition & group:
+                continue
+            size = coalition.bit_count()
+            weight = factorial(size) * factorial(players - 1 - size) / factorial(players)
+            expected += weight * max(float(values[coalition | group] - values[coalition]), 0.0)
+        assert float(clipped[index]) == pytest.approx(expected, abs=1e-12), combos.names[index]
+    unclipped = combination_shapley_values(values, combos)
+    assert (clipped >= unclipped - 1e-12).all() and (clipped > unclipped + 1e-3).any()
+    # a game whose worth only grows as parts join has no negative contribution to clip
+    monotone = torch.tensor([float(b.bit_count()) ** 2 for b in range(NUM_COALITIONS)], dtype=torch.float64)
+    torch.testing.assert_close(
+        clipped_combination_shapley_values(monotone, combos), combination_shapley_values(monotone, combos), **EXACT
+    )
+
+
+def test_exact_rows_are_the_exact_values_of_each_sample():
+    model = small_model().train()
+    combos = PartCombinations.from_layout("ntu25")
+    x, y = small_batch(3, frames=4)
+    baseline = mean_sequence(x)
+    worths = coalition_values(model, x, y, baseline, "ntu25").to(torch.float64)
+    joints = combos.joint_counts.to(torch.float64)
+    rows = exact_combination_rows(model, x, y, baseline, combos, clip=False)
+    assert rows.shape == (3, len(combos)) and model.training
+    torch.testing.assert_close(rows.double(), combination_shapley_values(worths, combos) / joints, rtol=1e-5, atol=1e-7)
+    clipped = exact_combination_rows(model, x, y, baseline, combos, clip=True)
+    torch.testing.assert_close(
+        clipped.double(), clipped_combination_shapley_values(worths, combos) / joints, rtol=1e-5, atol=1e-7
+    )
+
+
+def test_least_estimated_classes_pick_one_sample_of_each_least_updated_class():
+    labels = torch.tensor([0, 0, 0, 1, 1, 2, 3, 3])
+    row_counts = torch.tensor([5, 0, 3, 1])
+    picked_samples: set[int] = set()
+    for seed in range(20):
+        chosen = least_estimated_classes(row_counts, labels, 3, torch.Generator().manual_seed(seed))
+        assert labels[chosen].tolist() == [1, 3, 2]  # fewest row updates first, class 0 left out
+        picked_samples.update(chosen.tolist())
+    assert picked_samples == {3, 4, 5, 6, 7}  # the sample within a class is drawn at random
+    everything = least_estimated_classes(row_counts, labels, 10, torch.Generator().manual_seed(0))
+    assert sorted(labels[everything].tolist()) == [0, 1, 2, 3]  # at most one per class present
+    tied = {int(labels[least_estimated_classes(torch.zeros(4), labels, 1, torch.Generator().manual_seed(s))])
+            for s in range(40)}
+    assert tied == {0, 1, 2, 3}  # ties between classes broken at random

@@ -295,9 +295,16 @@ class MethodConfig(Section):
     clip: bool = Field(True, description="shapmix: clip marginal contributions at 0 (the paper's choice)")
     estimate_fraction: float = Field(
         0.25, gt=0, le=1,
-        description="shapmix: share of each batch given a Shapley estimate at an estimation step, "
-        "drawn with weights 1 / class count so rare classes are estimated first "
-        "(1 = every sample, as the paper)",
+        description="shapmix: estimation budget per estimation step, as a share of the batch: the "
+        "sampled estimator draws that many samples (weights 1 / class count, so rare classes are "
+        "estimated first; 1 = every sample, as the paper), the exact one spends the same 2 masked "
+        "forwards per share on whole rows of 2**P",
+    )
+    shapley_estimator: Literal["sampled", "exact"] = Field(
+        "exact",
+        description="shapmix: 'sampled' = one Monte-Carlo draw of combination and coalition per "
+        "estimated sample (the paper); 'exact' = the same number of masked forwards spent on all "
+        "2**P coalitions of fewer samples, giving each one's exact value of every combination",
     )
 
     @model_validator(mode="after")

@@ -38,7 +38,9 @@ from ..mixing import (
     STMix,
     estimate_combination_shapley,
     class_balanced_subset,
+    exact_combination_rows,
     gradcam_part_scores,
+    least_estimated_classes,
     least_estimated_combinations,
 )
 from ..data.dataset import SkeletonSplit
@@ -172,9 +174,18 @@ class ShapMixMethod(MixingMethod):
             forwards of the whole batch cost about a quarter of a clean + mixed training step;
             a fraction keeps iter-1 cheap.
 
-    Each estimated sample's combination is its class's least-updated one
-    (:func:`~shapmix.mixing.least_estimated_combinations`), so a row fills evenly; its coalition
-    is drawn with the Shapley weights, and every cell's estimates stay unbiased.
+        shapley_estimator: ``"sampled"``, the paper's per-sample Monte-Carlo draw, or
+            ``"exact"``: the same number of masked forwards spent on whole rows
+            (:func:`~shapmix.mixing.exact_combination_rows`, ``2**P`` forwards per sample, the
+            unspent remainder carried to the next estimation step), one sample each of the
+            batch's least-updated classes (:func:`~shapmix.mixing.least_estimated_classes`).
+
+    With the sampled estimator, each estimated sample's combination is its class's
+    least-updated one (:func:`~shapmix.mixing.least_estimated_combinations`), so a row fills
+    evenly; its coalition is drawn with the Shapley weights, and every cell's estimates stay
+    unbiased.  At the first estimation step after warm-up the table is restarted
+    (:meth:`SaliencyTable.restart`): the naive warm-up values measure another quantity, so each
+    cell's first Shapley estimate replaces its value instead of being averaged with it.
     """
 
     def __init__(
@@ -188,8 +199,11 @@ class ShapMixMethod(MixingMethod):
         seed: int,
         estimator: Literal["shapley", "gradcam"] = "shapley",
         estimate_fraction: float = 1.0,
+        shapley_estimator: Literal["sampled", "exact"] = "exact",
     ) -> None:
         super().__init__("shapmix", mixer)
+        if shapley_estimator not in ("sampled", "exact"):
+            raise ValueError(f"unknown Shapley estimator {shapley_estimator!r}; use 'sampled' or 'exact'")
         if not 0 < estimate_fraction <= 1:
             raise ValueError(f"estimate_fraction must lie in (0, 1], got {estimate_fraction}")
         if estimator not in ("shapley", "gradcam"):
@@ -206,6 +220,9 @@ class ShapMixMethod(MixingMethod):
         self.guidance = mixer.guidance
         self.estimator = estimator
         self.estimate_fraction = estimate_fraction
+        self.shapley_estimator = shapley_estimator
+        self.shapley_started = False
+        self.row_credit = 0.0
 
     def before_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epoch: int, step: int) -> None:
         if step % self.interval:
@@ -214,6 +231,12 @@ class ShapMixMethod(MixingMethod):
             self._update_from_gradcam(model, x, y)
             return
         warming_up = epoch < self.warmup_epochs
+        if not warming_up and not self.shapley_started:
+            self.table.restart()
+            self.shapley_started = True
+        if not warming_up and self.shapley_estimator == "exact":
+            self._update_from_exact_rows(model, x, y)
+            return
         budget = max(1, round(self.estimate_fraction * len(y)))
         chosen = class_balanced_subset(y, self.mixer.class_counts, budget, self.estimator_generator)
         combination = least_estimated_combinations(self.table.counts, y[chosen], self.estimator_generator)
@@ -229,6 +252,27 @@ class ShapMixMethod(MixingMethod):
             naive=warming_up,
         )
         self.table.update(y[chosen], estimate.combinations, estimate.values, self.context)
+
+    def _update_from_exact_rows(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Fold exact rows of a few samples into the table, as many as the sampled estimator's
+        ``2 * estimate_fraction * N`` masked forwards pay for (every rank calls the update, also
+        with no row this step)."""
+        combinations = self.mixer.combinations
+        self.row_credit += 2 * self.estimate_fraction * len(y) / 2**combinations.num_parts
+        number = int(self.row_credit)
+        self.row_credit -= number
+        chosen = least_estimated_classes(self.table.counts.sum(dim=1), y, number, self.estimator_generator)
+        chosen = chosen.to(y.device)
+        num_combinations = len(combinations)
+        if len(chosen):
+            rows = exact_combination_rows(
+                model, x[chosen], y[chosen], self.baseline.to(x.device, x.dtype), combinations, clip=self.clip
+            )
+        else:
+            rows = torch.zeros(0, num_combinations, device=x.device)
+        labels = y[chosen].repeat_interleave(num_combinations)
+        combination = torch.arange(num_combinations, device=y.device).repeat(len(chosen))
+        self.table.update(labels, combination, rows.flatten(), self.context)
 
     def _update_from_gradcam(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
         """Fold the Grad-CAM scores of all ``S`` combinations of all ``N`` samples into the table."""
@@ -248,6 +292,8 @@ class ShapMixMethod(MixingMethod):
             "table": self.table.state_dict(),
             "baseline": self.baseline.detach().cpu(),
             "estimator_generator": self.estimator_generator.get_state(),
+            "shapley_started": self.shapley_started,
+            "row_credit": self.row_credit,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -255,6 +301,8 @@ class ShapMixMethod(MixingMethod):
         self.table.load_state_dict(state["table"])
         self.baseline = state["baseline"].to(self.baseline.device)
         self.estimator_generator.set_state(state["estimator_generator"])
+        self.shapley_started = bool(state.get("shapley_started", False))
+        self.row_credit = float(state.get("row_credit", 0.0))
 
     def write_artifacts(self, out_dir: Path, train_counts: np.ndarray, groups: tuple[int, int], plots: bool) -> list[Path]:
         """``saliency_table.json`` / ``.csv`` (values and update counts per class and combination)
@@ -477,5 +525,6 @@ def build_method(
             seed=int(np.random.SeedSequence([seed, 8]).generate_state(1)[0]),
             estimator="gradcam" if config.guidance == "gradcam" else "shapley",
             estimate_fraction=config.estimate_fraction,
+            shapley_estimator=config.shapley_estimator,
         )
     raise ValueError(f"unknown method {config.name!r}")

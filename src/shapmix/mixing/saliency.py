@@ -10,13 +10,20 @@ Update rule (one call per estimation step, same on every rank)::
     sum[c, s], n[c, s]  = batch sums and counts of the estimates of class c, combination s,
                           summed over all ranks (DDP) BEFORE the average
     mean[c, s]          = sum[c, s] / n[c, s]                  for cells with n[c, s] > 0
-    values[c, s]       <- mean[c, s]                           first update of the cell
-    values[c, s]       <- m values[c, s] + (1 - m) mean[c, s]  later updates
+    weight[c, s]       <- m weight[c, s] + (1 - m)             (0 before the first update)
+    values[c, s]       <- (m weight_old[c, s] values[c, s] + (1 - m) mean[c, s]) / weight[c, s]
     counts[c, s]       += 1                                    (EMA steps per cell)
 
-Initialising a cell to its first mean (instead of EMA from 0, as the authors do) removes the
-start-up bias towards 0, which would otherwise decay only as ``m**steps`` and favour combinations
-that happen to be estimated first.  Cells never updated stay at 0.
+This is the EMA with momentum ``m`` divided by its total weight ``1 - m**k`` after ``k`` steps
+(the bias correction of Adam).  The authors start the EMA from 0, which biases every cell
+towards 0 until ``m**k`` is small and favours the combinations estimated first; initialising a
+cell to its first mean instead over-weights that first estimate (still ``m**(k-1)`` of the value
+after ``k`` steps, about 0.6 after 5).  A cell of a tail class is updated only a handful of times
+in a run, so here the ``k`` means are weighted ``m**(k-j)`` / normalised: nearly evenly while ``k``
+is small, the EMA's fading memory once it is large.  :meth:`SaliencyTable.restart` sets every
+weight back to 0 (Shap-Mix calls it when warm-up ends, so the naive warm-up values, another
+quantity, are replaced by the first Shapley estimate of each cell instead of averaged in).
+Cells never updated stay at 0.
 """
 
 from __future__ import annotations
@@ -58,8 +65,10 @@ class SaliencyTable:
         device: where ``values`` and ``counts`` live (default CPU).
 
     Attributes:
-        values: ``(K, S)`` float32.
+        values: ``(K, S)`` float32, the bias-corrected EMA of each cell.
         counts: ``(K, S)`` int64, the number of EMA updates of each cell.
+        weights: ``(K, S)`` float32, each cell's total EMA weight ``1 - m**k`` after ``k``
+            updates since the last :meth:`restart`.
     """
 
     def __init__(
@@ -80,6 +89,7 @@ class SaliencyTable:
         self.combination_names = _names(combination_names, num_combinations, "combination")
         self.values = torch.zeros(num_classes, num_combinations, dtype=torch.float32, device=device)
         self.counts = torch.zeros(num_classes, num_combinations, dtype=torch.int64, device=device)
+        self.weights = torch.zeros(num_classes, num_combinations, dtype=torch.float32, device=device)
 
     @classmethod
     def from_combinations(
@@ -109,7 +119,13 @@ class SaliencyTable:
         """Move the table to ``device`` (in place) and return it."""
         self.values = self.values.to(device)
         self.counts = self.counts.to(device)
+        self.weights = self.weights.to(device)
         return self
+
+    def restart(self) -> None:
+        """Start every cell's average afresh: its next update replaces its value (values and
+        counts are kept until then)."""
+        self.weights = torch.zeros_like(self.weights)
 
     @torch.no_grad()
     def update(
@@ -141,9 +157,11 @@ class SaliencyTable:
         sums, numbers = stats[0], stats[1]
         seen = numbers > 0
         mean = sums / numbers.clamp(min=1.0)
-        smoothed = self.momentum * self.values + (1.0 - self.momentum) * mean
-        updated = torch.where(self.counts == 0, mean, smoothed)
+        kept = self.momentum * self.weights
+        weights = kept + (1.0 - self.momentum)
+        updated = (kept * self.values + (1.0 - self.momentum) * mean) / weights
         self.values = torch.where(seen, updated, self.values)
+        self.weights = torch.where(seen, weights, self.weights)
         self.counts = self.counts + seen.to(torch.int64)
 
     def sampling_probs(self, classes: torch.Tensor, tau: float = DEFAULT_TAU) -> torch.Tensor:
@@ -156,15 +174,30 @@ class SaliencyTable:
 
     def state_dict(self) -> dict[str, Any]:
         """Plain CPU tensors and a float, loadable with ``torch.load(weights_only=True)``."""
-        return {"values": self.values.cpu().clone(), "counts": self.counts.cpu().clone(), "momentum": self.momentum}
+        return {
+            "values": self.values.cpu().clone(),
+            "counts": self.counts.cpu().clone(),
+            "weights": self.weights.cpu().clone(),
+            "momentum": self.momentum,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; a state without ``weights`` (a table exported before they
+        existed) gets those of ``counts`` uninterrupted updates."""
         values, counts = state["values"], state["counts"]
         if values.shape != self.values.shape or counts.shape != self.counts.shape:
             raise ValueError(f"saliency table of shape {tuple(values.shape)} does not fit {tuple(self.values.shape)}")
+        self.momentum = float(state["momentum"])
         self.values = values.to(device=self.device, dtype=torch.float32).clone()
         self.counts = counts.to(device=self.device, dtype=torch.int64).clone()
-        self.momentum = float(state["momentum"])
+        weights = state.get("weights")
+        self.weights = (
+            self._weights_after(self.counts) if weights is None else weights.to(self.device, torch.float32).clone()
+        )
+
+    def _weights_after(self, counts: torch.Tensor) -> torch.Tensor:
+        """Total EMA weight ``1 - m**k`` of ``k = counts`` updates."""
+        return 1.0 - torch.pow(torch.tensor(self.momentum, dtype=torch.float64), counts.to(torch.float64)).float()
 
     def to_json(self, path: str | PathLike) -> None:
         """Write names, momentum, values and counts as JSON (floats round-trip exactly)."""
@@ -180,7 +213,8 @@ class SaliencyTable:
 
     @classmethod
     def from_json(cls, path: str | PathLike) -> SaliencyTable:
-        """Read a table written by :meth:`to_json`."""
+        """Read a table written by :meth:`to_json` (its EMA weights are those of ``counts``
+        uninterrupted updates)."""
         with open(path, encoding="utf-8") as handle:
             document = json.load(handle)
         table = cls(
@@ -192,6 +226,7 @@ class SaliencyTable:
         )
         table.values = torch.tensor(document["values"], dtype=torch.float32)
         table.counts = torch.tensor(document["counts"], dtype=torch.int64)
+        table.weights = table._weights_after(table.counts)
         return table
 
     def to_csv(self, path: str | PathLike) -> None:
@@ -222,6 +257,7 @@ class SaliencyTable:
             k, s = int(row["class_index"]), int(row["combination_index"])
             table.values[k, s] = float(row["value"])
             table.counts[k, s] = int(row["count"])
+        table.weights = table._weights_after(table.counts)
         return table
 
 

@@ -12,6 +12,8 @@ Three tools, all pure functions:
   Eq. 2 of the paper), with :func:`coalition_values` computing those worths with a model;
 * the online Monte-Carlo estimator :func:`estimate_combination_shapley`: one unbiased
   single-draw estimate per sample, each sample with its own combination and coalition;
+* the online exact estimator :func:`exact_combination_rows`: every combination's exact value
+  for each of a few samples, from all ``2**P`` worths of each (optionally with the paper's clip);
 * :func:`mean_sequence`, the baseline.
 
 Coalitions are indexed by bitmask: index ``b`` of a ``(..., 2**P)`` tensor is the coalition of
@@ -40,9 +42,12 @@ __all__ = [
     "combination_shapley_values",
     "estimate_combination_shapley",
     "evaluation_mode",
+    "exact_combination_rows",
+    "least_estimated_classes",
     "mask_parts",
     "mean_sequence",
     "class_balanced_subset",
+    "clipped_combination_shapley_values",
     "least_estimated_combinations",
     "merged_player_weights",
     "shapley_values",
@@ -141,6 +146,51 @@ def combination_shapley_values(
     num_players = _num_players(values.shape[-1])
     groups = tuple(sum(1 << player for player in set(combo)) for combo in combinations)
     return _apply_weights(values, _merged_player_weights(num_players, groups))
+
+
+@cache
+def _merged_player_terms(num_players: int, groups: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The terms of Eq. 2 one by one: for group ``g`` and its ``j``-th coalition ``T``, the
+    bitmasks of ``G u T`` and ``T`` and the weight of ``T``; ``(G, 2**(P-1))`` each, padded with
+    weight 0 (callers must not modify the results)."""
+    width = 2 ** (num_players - 1)
+    with_group = torch.zeros(len(groups), width, dtype=torch.int64)
+    without_group = torch.zeros(len(groups), width, dtype=torch.int64)
+    weights = torch.zeros(len(groups), width, dtype=torch.float64)
+    for row, group in enumerate(groups):
+        players = num_players - group.bit_count() + 1
+        terms = [coalition for coalition in range(2**num_players) if not coalition & group]
+        for column, coalition in enumerate(terms):
+            size = coalition.bit_count()
+            with_group[row, column] = coalition | group
+            without_group[row, column] = coalition
+            weights[row, column] = factorial(size) * factorial(players - 1 - size) / factorial(players)
+    return with_group, without_group, weights
+
+
+def clipped_combination_shapley_values(
+    values: torch.Tensor, combinations: Sequence[Sequence[int]] | PartCombinations
+) -> torch.Tensor:
+    """Eq. 2 with every marginal contribution clipped at 0: ``sum_T w(T) max(v(G u T) - v(T), 0)``.
+
+    The expectation of the clipped single-draw estimate of
+    :func:`estimate_combination_shapley` (the paper's ReLU), computed exactly.
+
+    Args:
+        values: ``(..., 2**P)`` worths of all coalitions, indexed by bitmask.
+        combinations: ``S`` collections of player indices, or a :class:`PartCombinations`.
+
+    Returns:
+        ``(..., S)`` float64, not divided by joint counts; at least the unclipped value.
+    """
+    if isinstance(combinations, PartCombinations):
+        combinations = combinations.combinations
+    num_players = _num_players(values.shape[-1])
+    groups = tuple(sum(1 << player for player in set(combo)) for combo in combinations)
+    with_group, without_group, weights = (t.to(values.device) for t in _merged_player_terms(num_players, groups))
+    worths = values.to(torch.float64)
+    marginal = worths[..., with_group] - worths[..., without_group]  # (..., S, 2**(P-1))
+    return (marginal.clamp(min=0.0) * weights).sum(dim=-1)
 
 
 # --------------------------------------------------------------------------- the game on a model
@@ -369,6 +419,80 @@ def estimate_combination_shapley(
         combinations=combination.to(x.device),
         coalitions=coalitions.to(x.device),
     )
+
+
+def exact_combination_rows(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    baseline: torch.Tensor,
+    combinations: PartCombinations,
+    clip: bool = True,
+    batch_size: int = DEFAULT_CHUNK_SIZE,
+) -> torch.Tensor:
+    """Every combination's exact per-joint Shapley value for every sample (an online estimator).
+
+    The Monte-Carlo estimator spends 2 forwards on one noisy estimate of one combination; with
+    ``P = 5`` parts, ``2**P = 32`` forwards (all coalitions, :func:`coalition_values`) give the
+    exact values of all 20 combinations of 2..3 parts (Eq. 2).  Per forward that is 8 times as
+    many table updates, each free of the coalition draw's noise; the only randomness left is
+    which samples are evaluated.  ``clip`` clips every marginal contribution at 0 before
+    weighting (:func:`clipped_combination_shapley_values`), so the value is the expectation of
+    the clipped Monte-Carlo estimate.
+
+    Args:
+        model: maps ``(B, C, T, V, M)`` to logits ``(B, K)`` (evaluated in eval mode, no grad).
+        x: ``(N, C, T, V, M)`` model inputs.
+        y: ``(N,)`` int64 true classes.
+        baseline: ``(C, T, V, M)`` replacement for absent parts, in the model's input space.
+        combinations: the combinations (and part masks) of the model's layout.
+        clip: clip marginal contributions at 0 (the paper's choice).
+        batch_size: masked inputs per forward pass.
+
+    Returns:
+        ``(N, S)`` float32 on ``x.device``: ``phi(S) / joints(S)`` of each sample.
+    """
+    worths = coalition_values(model, x, y, baseline, combinations.layout, batch_size)
+    if clip:
+        values = clipped_combination_shapley_values(worths, combinations)
+    else:
+        values = combination_shapley_values(worths.to(torch.float64), combinations)
+    joints = combinations.joint_counts.to(device=values.device, dtype=torch.float64)
+    return (values / joints).float()
+
+
+def least_estimated_classes(
+    row_counts: torch.Tensor, labels: torch.Tensor, number: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """One sample each of the ``number`` classes of a batch whose table rows were updated least.
+
+    For :func:`exact_combination_rows`, which updates a whole row per sample: choosing the
+    present classes with the fewest row updates (ties and the sample within a class at random)
+    keeps every class's row about equally fresh, head and tail alike, as far as a class's
+    presence in the batches allows.  The choice depends on labels and past counts only, never on
+    estimates.
+
+    Args:
+        row_counts: ``(K,)`` updates of each class's row so far (e.g. ``counts.sum(1)``).
+        labels: ``(N,)`` int64 classes of the batch.
+        number: how many samples to choose (at most one per class present).
+        generator: CPU generator for the ties and the sample within a class.
+
+    Returns:
+        ``(min(number, classes present),)`` int64 batch indices (CPU), fewest updates first.
+    """
+    labels = labels.to("cpu", torch.int64)
+    # A uniform key in [0, 1) below the integer counts breaks ties between classes at random.
+    class_keys = row_counts.to("cpu", torch.float64) + torch.rand(
+        row_counts.shape, generator=generator, dtype=torch.float64
+    )
+    # Shuffle, then sort stably by class key: each class forms one run in random inner order,
+    # and the first sample of a run is that class's pick.
+    shuffled = torch.randperm(labels.numel(), generator=generator)
+    order = shuffled[class_keys[labels[shuffled]].argsort(stable=True)]
+    first_of_class = torch.ones(order.shape, dtype=torch.bool)
+    first_of_class[1:] = labels[order[1:]] != labels[order[:-1]]
+    return order[first_of_class][:number]
 
 
 def class_balanced_subset(
