@@ -28,6 +28,7 @@ from shapmix.bench.experiment import (
 from shapmix.config import Config, ConfigError, load_config
 from shapmix.data.format import write_dataset
 from shapmix.engine.trainer import Trainer, train
+from shapmix.skeleton.layouts import get_layout
 
 EXPERIMENTS = sorted(packaged_experiments())
 # The paper's tables, each reproduced by at least one experiment file.
@@ -35,12 +36,11 @@ PAPER_TABLES = {
     "paper/table1-ltntu60", "paper/table1-ltntu120", "paper/table3-imbalance",
     "paper/table4-ntu60-xsub", "paper/table4-ntu60-xview", "paper/table4-ntu120-xsub",
     "paper/table4-ntu120-xset", "paper/table7-mixing", "paper/table8-guidance", "paper/table10-parts",
-    "paper/table11-frames", "paper/table12-temperature", "paper/table13-cost",
+    "paper/table11-frames", "paper/table12-temperature", "paper/table13-cost", "paper/table2-kinetics",
 }
 FRAMES = 20
 PERSONS = 2
 CHANNELS = 3
-JOINTS = 25
 TEST_PER_CLASS = 1
 
 
@@ -67,17 +67,18 @@ def shrink(data_path: Path, batch: int) -> list[str]:
 STAGE2_SHRINK = ["schedule.epochs=1"]
 
 
-def make_dataset(root: Path, num_classes: int, train_splits: set[str]) -> Path:
+def make_dataset(root: Path, num_classes: int, layout: str, train_splits: set[str]) -> Path:
     """One training sample per class (every named split holds them all) and one test sample per class."""
     rng = np.random.default_rng(num_classes)
     count = 2 * num_classes
-    data = rng.normal(scale=0.3, size=(count, CHANNELS, FRAMES, JOINTS, PERSONS)).astype(np.float32)
+    joints = get_layout(layout).num_joints
+    data = rng.normal(scale=0.3, size=(count, CHANNELS, FRAMES, joints, PERSONS)).astype(np.float32)
     labels = np.concatenate([np.arange(num_classes), np.arange(num_classes)])
     names = [f"train{i:03d}" for i in range(num_classes)] + [f"test{i:03d}" for i in range(num_classes)]
     lengths = rng.integers(FRAMES // 2, FRAMES + 1, size=count)
     splits = {split: names[:num_classes] for split in train_splits}
     splits["test"] = names[num_classes:]
-    write_dataset(root, data, labels, lengths, names, "ntu25", [f"action{c}" for c in range(num_classes)], splits)
+    write_dataset(root, data, labels, lengths, names, layout, [f"action{c}" for c in range(num_classes)], splits)
     return root
 
 
@@ -103,15 +104,19 @@ def experiments():
 
 @pytest.fixture(scope="module")
 def datasets(tmp_path_factory, experiments):
-    """A tiny dataset per class count, holding every training split the experiments name."""
-    splits: dict[int, set[str]] = {}
+    """A tiny dataset per class count and layout, holding every training split the experiments name."""
+    splits: dict[tuple[int, str], set[str]] = {}
     for experiment in experiments.values():
+        key = (experiment.spec.num_classes, experiment.spec.layout)
         for stages in row_configs(experiment).values():
-            splits.setdefault(experiment.spec.num_classes, set()).add(stages[0].data.train_split)
+            splits.setdefault(key, set()).add(stages[0].data.train_split)
         for column in experiment.spec.columns.values():
-            splits[experiment.spec.num_classes] |= {item.split("=", 1)[1] for item in column if item.startswith("data.train_split=")}
+            splits[key] |= {item.split("=", 1)[1] for item in column if item.startswith("data.train_split=")}
     root = tmp_path_factory.mktemp("paper_data")
-    return {classes: make_dataset(root / f"ntu{classes}", classes, names) for classes, names in splits.items()}
+    return {
+        (classes, layout): make_dataset(root / f"{layout}_{classes}", classes, layout, names)
+        for (classes, layout), names in splits.items()
+    }
 
 
 def test_every_table_of_the_paper_has_an_experiment_file():
@@ -121,6 +126,18 @@ def test_every_table_of_the_paper_has_an_experiment_file():
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_experiment_reproduces_the_paper_settings(name, experiments):
     experiment = experiments[name]
+    if name == "paper/table2-kinetics":
+        # appendix A.2 / A.3 and the authors' Kinetics config: 100 frames, cosine, 70 epochs, batch 80
+        assert (experiment.spec.num_classes, experiment.spec.layout) == (400, "coco17")
+        assert experiment.spec.methods == ["ce", "glmc", "shapmix"]
+        for row, stages in row_configs(experiment).items():
+            first = stages[0]
+            assert (first.schedule.kind, first.schedule.epochs, first.schedule.warmup_epochs) == ("cosine", 70, 5), row
+            assert (first.optim.lr, first.optim.weight_decay, first.train.batch_size) == (0.1, 5e-4, 80), row
+            assert (first.data.window, first.data.rotation, first.data.test_split) == (100, 0.0, "test"), row
+        shapmix = row_configs(experiment)["shapmix"][0].method
+        assert (shapmix.estimate_fraction, shapmix.shapley_estimator, shapmix.warmup_epochs) == (1.0, "sampled", 5)
+        return
     assert experiment.spec.num_classes in (60, 120) and experiment.spec.layout == "ntu25"
     configs = row_configs(experiment)  # every row's every stage validates
     long_tailed = "exp_" in configs[experiment.rows[0].name][0].data.train_split
@@ -162,7 +179,7 @@ def test_experiment_reproduces_the_paper_settings(name, experiments):
 
 def test_a_dataset_with_other_classes_is_refused_before_training(tmp_path, datasets):
     with pytest.raises(ConfigError, match="expects a dataset with 120 classes"):
-        run_experiment("paper/table1-ltntu120", tmp_path / "out", [f"data.path={datasets[60]}"], echo=False)
+        run_experiment("paper/table1-ltntu120", tmp_path / "out", [f"data.path={datasets[60, 'ntu25']}"], echo=False)
     assert not (tmp_path / "out" / "ce").exists()
 
 
@@ -177,12 +194,17 @@ def test_every_row_builds_and_every_kind_of_row_trains_a_step(tmp_path, experime
     trained: set[Path] = set()
     for name, experiment in experiments.items():
         classes = experiment.spec.num_classes
-        jobs = plan_experiment(experiment, tmp_path / name, shrink(datasets[classes], classes), STAGE2_SHRINK)
+        dataset = datasets[classes, experiment.spec.layout]
+        jobs = plan_experiment(experiment, tmp_path / name, shrink(dataset, classes), STAGE2_SHRINK)
         first_column = next(iter(experiment.spec.columns), None)
         if first_column is not None:  # columns repeat the same rows on another split
             jobs = [job for job in jobs if (tmp_path / name / first_column) in job.out_dir.parents]
         assert all(job.error is None for job in jobs), [job.error for job in jobs if job.error]
-        chosen = {job.out_dir for job in jobs if kinds.setdefault((classes, *structure(job.config)), job.label) == job.label}
+        chosen = {
+            job.out_dir
+            for job in jobs
+            if kinds.setdefault((classes, experiment.spec.layout, *structure(job.config)), job.label) == job.label
+        }
         chosen |= {job.requires for job in jobs if job.out_dir in chosen and job.requires is not None}
         for job in jobs:
             if job.out_dir in chosen:
@@ -194,7 +216,7 @@ def test_every_row_builds_and_every_kind_of_row_trains_a_step(tmp_path, experime
             elif job.requires is None:
                 # the same kind of training as a row that trained: build its whole trainer only
                 Trainer(job.config, job.out_dir).close()
-    structures = [kind[1:] for kind in kinds]
+    structures = [kind[2:] for kind in kinds]
     # every loss, sampler, mixing method, guidance, modality and second stage of the files trained
     assert {kind[0] for kind in structures} == {"ce", "balanced_softmax", "focal", "class_balanced", "ldam", "influence_balanced"}
     assert {kind[2] for kind in structures} == {"none", "mixup", "cutmix", "stmix", "shapmix", "remix", "glmc"}

@@ -145,12 +145,14 @@ class MixingMethod(TrainingMethod):
 class ShapMixMethod(MixingMethod):
     """Shap-Mix: online Shapley saliency estimation + tail-aware, saliency-guided ST-Mix.
 
-    Every ``interval``-th step (``iter-n``, paper Table 13) each sample draws its own part
-    combination and coalition, two masked copies of the batch go through the model in one
-    no-grad eval-mode pass, and the per-sample estimates update the :class:`SaliencyTable`
-    (batch statistics reduced across processes first, so all ranks keep the same table).
+    Every ``interval``-th step (``iter-n``, paper Table 13) part of the batch is valued in
+    no-grad eval-mode forwards of masked copies, and the estimates update the
+    :class:`SaliencyTable` (batch statistics reduced across processes first, so all ranks keep
+    the same table): with the sampled estimator (the paper's) each estimated sample draws its
+    own combination and coalition (two masked copies each); with the exact one (the default) a
+    few samples get all ``2**P`` coalitions and so the exact value of every combination.
     During the first ``warmup_epochs`` the mixing is random (ST-Mix) and the estimates are the
-    naive ``v(S) - v(empty)``.
+    naive single-draw ``v(S) - v(empty)`` with either estimator.
 
     With ``estimator="gradcam"`` (the paper's Grad-CAM ablation, Table 8) the same table is
     instead fed, at the same steps, with the Grad-CAM score of EVERY combination of every sample
