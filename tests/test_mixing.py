@@ -457,7 +457,9 @@ def test_table_json_and_csv_round_trip(tmp_path):
         assert restored.momentum == table.momentum
 
 
-def test_shapmix_method_estimates_a_budget_of_samples_on_their_least_updated_cells():
+def shapmix_method_setup(**options):
+    """A small CTR-GCN, a batch of 8 (classes 0..4, head to tail) and a Shap-Mix training
+    method factory ``make(**more_options)`` built like the trainer builds it."""
     from shapmix.config import MethodConfig
     from shapmix.engine.methods import build_method
     from shapmix.models.ctrgcn import CTRGCN
@@ -468,11 +470,18 @@ def test_shapmix_method_estimates_a_budget_of_samples_on_their_least_updated_cel
     x = torch.randn(8, 3, 16, NUM_JOINTS, 1)
     y = torch.tensor([0, 0, 1, 3, 0, 4, 2, 1])
 
+    def make(**more):
+        config = MethodConfig(name="shapmix", **{**options, **more})
+        return build_method(config, 5, counts, LAYOUT, seed=0, baseline=torch.zeros(3, 16, NUM_JOINTS, 1))
+
+    return model, x, y, make
+
+
+def test_shapmix_method_estimates_a_budget_of_samples_on_their_least_updated_cells():
+    model, x, y, make = shapmix_method_setup(warmup_epochs=0, shapley_estimator="sampled")
+
     def method(fraction):
-        return build_method(
-            MethodConfig(name="shapmix", warmup_epochs=0, estimate_fraction=fraction, shapley_estimator="sampled"),
-            5, counts, LAYOUT, seed=0, baseline=torch.zeros(3, 16, NUM_JOINTS, 1),
-        )
+        return make(estimate_fraction=fraction)
 
     quarter = method(0.25)
     quarter.before_step(model, x, y, epoch=0, step=0)
@@ -487,20 +496,9 @@ def test_shapmix_method_estimates_a_budget_of_samples_on_their_least_updated_cel
 
 
 def test_exact_estimator_spends_the_sampled_budget_on_whole_rows_and_restarts_after_warm_up():
-    from shapmix.config import MethodConfig
-    from shapmix.engine.methods import build_method
-    from shapmix.models.ctrgcn import CTRGCN
-
-    torch.manual_seed(0)
-    counts = np.array([300, 120, 40, 9, 2])
-    model = CTRGCN(num_classes=5, layout=LAYOUT, num_persons=1, base_channels=8, num_blocks=2)
-    x = torch.randn(8, 3, 16, NUM_JOINTS, 1)
-    y = torch.tensor([0, 0, 1, 3, 0, 4, 2, 1])
-    method = build_method(
-        # unclipped: an untrained model's marginal contributions are often all negative
-        MethodConfig(name="shapmix", warmup_epochs=1, estimate_fraction=1.0, shapley_estimator="exact", clip=False),
-        5, counts, LAYOUT, seed=0, baseline=torch.zeros(3, 16, NUM_JOINTS, 1),
-    )
+    # unclipped: an untrained model's marginal contributions are often all negative
+    model, x, y, make = shapmix_method_setup(warmup_epochs=1, estimate_fraction=1.0, shapley_estimator="exact", clip=False)
+    method = make()
     method.before_step(model, x, y, epoch=0, step=0)  # warm-up: 8 naive single-cell estimates
     assert method.table.counts.sum().item() == 8 and not method.shapley_started
     warm_up_values = method.table.values.clone()
