@@ -91,23 +91,36 @@ def merged_player_weights(num_players: int, groups: tuple[int, ...]) -> torch.Te
 
 
 @cache
-def _merged_player_weights(num_players: int, groups: tuple[int, ...]) -> torch.Tensor:
-    """Cached :func:`merged_player_weights` (callers must not modify the result)."""
-    num_coalitions = 2**num_players
-    full = num_coalitions - 1
-    weights = torch.zeros(num_coalitions, len(groups), dtype=torch.float64)
-    for column, group in enumerate(groups):
-        if not 0 < group <= full:
+def _merged_player_terms(num_players: int, groups: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The terms of Eq. 2 one by one: for group ``G`` and its ``j``-th coalition ``T``, the
+    bitmasks of ``G u T`` and ``T`` and the weight of ``T``; ``(G, 2**(P-1))`` each, padded with
+    weight 0 (callers must not modify the results)."""
+    width = 2 ** (num_players - 1)
+    with_group = torch.zeros(len(groups), width, dtype=torch.int64)
+    without_group = torch.zeros(len(groups), width, dtype=torch.int64)
+    weights = torch.zeros(len(groups), width, dtype=torch.float64)
+    for row, group in enumerate(groups):
+        if not 0 < group < 2**num_players:
             raise ValueError(f"group bitmask {group} is not a non-empty coalition of {num_players} players")
         players = num_players - group.bit_count() + 1
-        for coalition in range(num_coalitions):
-            if coalition & group:
-                continue
+        terms = [coalition for coalition in range(2**num_players) if not coalition & group]
+        for column, coalition in enumerate(terms):
             size = coalition.bit_count()
-            weight = factorial(size) * factorial(players - 1 - size) / factorial(players)
-            weights[coalition | group, column] += weight
-            weights[coalition, column] -= weight
-    return weights
+            with_group[row, column] = coalition | group
+            without_group[row, column] = coalition
+            weights[row, column] = factorial(size) * factorial(players - 1 - size) / factorial(players)
+    return with_group, without_group, weights
+
+
+@cache
+def _merged_player_weights(num_players: int, groups: tuple[int, ...]) -> torch.Tensor:
+    """Cached :func:`merged_player_weights` (callers must not modify the result): each term of
+    Eq. 2 adds its weight at ``G u T`` and subtracts it at ``T``."""
+    with_group, without_group, term_weights = _merged_player_terms(num_players, groups)
+    weights = torch.zeros(len(groups), 2**num_players, dtype=torch.float64)
+    weights.scatter_add_(1, with_group, term_weights)
+    weights.scatter_add_(1, without_group, -term_weights)
+    return weights.T.contiguous()
 
 
 def _apply_weights(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -146,26 +159,6 @@ def combination_shapley_values(
     num_players = _num_players(values.shape[-1])
     groups = tuple(sum(1 << player for player in set(combo)) for combo in combinations)
     return _apply_weights(values, _merged_player_weights(num_players, groups))
-
-
-@cache
-def _merged_player_terms(num_players: int, groups: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The terms of Eq. 2 one by one: for group ``g`` and its ``j``-th coalition ``T``, the
-    bitmasks of ``G u T`` and ``T`` and the weight of ``T``; ``(G, 2**(P-1))`` each, padded with
-    weight 0 (callers must not modify the results)."""
-    width = 2 ** (num_players - 1)
-    with_group = torch.zeros(len(groups), width, dtype=torch.int64)
-    without_group = torch.zeros(len(groups), width, dtype=torch.int64)
-    weights = torch.zeros(len(groups), width, dtype=torch.float64)
-    for row, group in enumerate(groups):
-        players = num_players - group.bit_count() + 1
-        terms = [coalition for coalition in range(2**num_players) if not coalition & group]
-        for column, coalition in enumerate(terms):
-            size = coalition.bit_count()
-            with_group[row, column] = coalition | group
-            without_group[row, column] = coalition
-            weights[row, column] = factorial(size) * factorial(players - 1 - size) / factorial(players)
-    return with_group, without_group, weights
 
 
 def clipped_combination_shapley_values(
