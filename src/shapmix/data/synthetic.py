@@ -12,10 +12,12 @@ Generative model
    nod, ...) with fixed amplitude, tempo (oscillation cycles or pulse count), phase, ramp and a
    tilt of the rotation axes.  A class performs one vocabulary motion on each of its 1 to 3
    salient parts; no two classes have the same combination.  A part's motion is therefore
-   usually shared by several classes (as "drink water" and "eat meal" share an arm) and only
-   the combination of its salient parts identifies a class, so each of them carries
-   information.  A fraction of classes are two-person interactions: the partner performs
-   vocabulary motions on the same parts, with a delay, and the two approach or back away.
+   usually shared by several classes (as "drink water" and "eat meal" share an arm) and
+   usually only the combination of its salient parts identifies a class.  (No class's motions
+   contain another's, but a motion is not required to be needed: a three-part class may be
+   told apart by two of its motions.)  A fraction of classes are two-person interactions: the
+   partner performs vocabulary motions on the same parts, with a delay, and the two approach
+   or back away.
 2. **Subjects** (:func:`make_subjects`).  A finite set of performers, each with a body scale, a
    per-bone length factor and a "vigour" (amplitude gain).  Train and test performers are
    disjoint by default (cross-subject, as NTU's x-sub protocol).
