@@ -188,7 +188,12 @@ def test_plots_write_readable_pngs(tmp_path):
         table, None, counts, class_names, COMBINATIONS.names, "ntu25", tmp_path / "run"
     )
     assert [p.name for p in written] == ["saliency_heatmap.png", "part_saliency.png"]
-    for path in written:
+    probabilities = np.exp(np.nan_to_num(table)) / np.exp(np.nan_to_num(table)).sum(axis=1, keepdims=True)
+    with_policy = write_training_saliency_figures(
+        table, None, counts, class_names, COMBINATIONS.names, "ntu25", tmp_path / "run", policy=(probabilities, 1.0)
+    )
+    assert [p.name for p in with_policy] == ["saliency_heatmap.png", "part_saliency.png", "policy_heatmap.png"]
+    for path in with_policy:
         _assert_png(path)
 
 
@@ -243,5 +248,22 @@ def test_analyse_checkpoint_end_to_end(tmp_path, capsys):
     for kind, table in (("exact", exact.values), ("online", online.values)):
         rate = ground_truth_hits(table, COMBINATIONS, TINY_SALIENT_PARTS, class_names)
         assert agreement[f"ground_truth_hit_rate_{kind}"] == pytest.approx(rate)
-    for name in ("exact_heatmap.png", "exact_part_skeletons.png", "online_heatmap.png", "online_part_skeletons.png"):
+    for name in (
+        "exact_heatmap.png", "exact_part_skeletons.png", "online_heatmap.png", "online_part_skeletons.png",
+        "online_policy_heatmap.png",
+    ):
         _assert_png(out / name)
+
+    # the policy's sharpness at the run's temperature, per class and on average
+    tau = state["config"]["method"]["tau"]
+    policy = agreement["policy"]
+    assert policy["tau"] == tau and policy["online"]["uniform_probability"] == pytest.approx(1 / num_combinations)
+    probabilities = torch.softmax(online.values.double() / tau, dim=1)
+    top = probabilities.max(dim=1).values
+    entropy = -(probabilities * probabilities.log()).sum(dim=1) / math.log(num_combinations)
+    for k, record in enumerate(agreement["classes"]):
+        assert record["online_policy_top_probability"] == pytest.approx(float(top[k]))
+        assert record["online_policy_entropy"] == pytest.approx(float(entropy[k]))
+    assert policy["online"]["mean_top_probability"] == pytest.approx(float(top.mean()))
+    exact_top = torch.softmax(exact.values.double() / tau, dim=1).max(dim=1).values
+    assert policy["exact"]["mean_top_probability"] == pytest.approx(float(exact_top.mean()))

@@ -22,6 +22,7 @@ from shapmix.mixing import (
     draw_partners,
     paste_resized,
 )
+from shapmix.mixing.saliency import AUTHORS_TAU, policy_sharpness, sampling_distribution
 from shapmix.skeleton.layouts import get_layout
 
 LAYOUT = get_layout("ntu25")
@@ -233,6 +234,64 @@ def test_paste_resized_copies_unchanged_for_equal_lengths():
     assert (out != x).flatten(1).sum(dim=1).tolist() == [3 * 2 * n for n in length.tolist()]
 
 
+def resized_donor_nearest(x: torch.Tensor, j: int, start: int, length: int, size: int) -> torch.Tensor:
+    """Like :func:`resized_donor` with F.interpolate's default (nearest) mode, as the authors."""
+    clip = x[j, :, start : start + length]
+    c, _, v, m = clip.shape
+    resized = F.interpolate(clip.permute(0, 2, 3, 1).reshape(1, c * v * m, length), size=size)
+    return resized.reshape(c, v, m, size).permute(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("donor, window", [(44, 28), (64, 28), (28, 28), (36, 44), (60, 52), (5, 3)])
+def test_nearest_donor_resize_is_f_interpolate_nearest(donor, window):
+    x = distinct_batch(2, frames=64)
+    joints = torch.ones(2, NUM_JOINTS, dtype=torch.bool)
+    start, donor_start = torch.tensor([4, 64 - window]), torch.tensor([0, 64 - donor])
+    out = paste_resized(
+        x, torch.tensor([1, 0]), joints, start, torch.tensor([window] * 2), donor_start, torch.tensor([donor] * 2),
+        resize="nearest",
+    )
+    for i, j in enumerate((1, 0)):
+        s = int(start[i])
+        expected = resized_donor_nearest(x, j, int(donor_start[i]), donor, window)
+        assert torch.equal(out[i][:, s : s + window], expected)  # copies: exactly equal
+        assert torch.equal(out[i][:, :s], x[i][:, :s]) and torch.equal(out[i][:, s + window :], x[i][:, s + window :])
+    with pytest.raises(ValueError, match="resize"):
+        paste_resized(x, torch.tensor([1, 0]), joints, start, start, start, start, resize="cubic")
+
+
+def test_per_batch_draw_shares_the_random_parameters_of_the_batch():
+    mixer = STMix(LAYOUT, 8, p_mixup=0.5, draw="per_batch", seed=6)
+    x, y = distinct_batch(8, frames=32), torch.arange(8)
+    branches = set()
+    for _ in range(12):
+        info = mixer.mix_with_info(x, y)[2]
+        assert len(set(info.global_mix.tolist())) == 1
+        branches.add(bool(info.global_mix[0]))
+        for field in ("lam", "window_start", "window_length", "donor_start", "donor_length", "combination"):
+            assert len(set(getattr(info, field).tolist())) == 1, field
+    assert branches == {True, False}
+    per_sample = STMix(LAYOUT, 8, p_mixup=0.5, seed=6).mix_with_info(x, y)[2]
+    assert len(set(per_sample.window_start.tolist() + per_sample.combination.tolist())) > 2
+
+
+def test_per_batch_shapmix_keeps_per_sample_guided_parts():
+    labels = torch.tensor([0, 3, 1, 2, 3, 0, 2, 1])
+    guided = shapmix(seed=7, draw="per_batch").mix_with_info(distinct_batch(8, frames=16), labels)[2]
+    assert len(set(guided.window_start.tolist())) == 1
+    assert len(set(guided.combination.tolist())) > 1  # each pair's tail class decides its parts
+    warming_up = shapmix(seed=7, draw="per_batch")
+    warming_up.guidance = "random"  # what ShapMixMethod sets during warm-up: one combination for the batch
+    assert len(set(warming_up.mix_with_info(distinct_batch(8, frames=16), labels)[2].combination.tolist())) == 1
+
+
+def test_draw_and_resize_options_are_checked():
+    with pytest.raises(ValueError, match="draw"):
+        STMix(LAYOUT, 4, draw="per_pair")
+    with pytest.raises(ValueError, match="resize"):
+        STMix(LAYOUT, 4, donor_resize="cubic")
+
+
 # --------------------------------------------------------------------------- Shap-Mix policy
 
 
@@ -411,13 +470,56 @@ def test_table_reduces_sums_and_counts_before_the_ema():
     assert table.counts[0, 0] == 2 and table.counts.sum() == 2
 
 
-def test_table_sampling_probabilities():
-    table = SaliencyTable(2, 3)
-    table.values[1] = torch.tensor([0.1, 0.3, -0.2])
-    probs = table.sampling_probs(torch.tensor([1, 0, 1]), tau=0.2)
-    torch.testing.assert_close(probs[0], torch.softmax(torch.tensor([0.5, 1.5, -1.0]), dim=0))
-    torch.testing.assert_close(probs[1], torch.full((3,), 1 / 3))
-    torch.testing.assert_close(probs.sum(dim=1), torch.ones(3))
+def test_sampling_distribution_and_its_sharpness():
+    scores = torch.tensor([[0.1, 0.3, -0.2], [0.0, 0.0, 0.0], [50.0, 0.0, 0.0]])
+    probs = sampling_distribution(scores, tau=0.2)
+    assert probs.dtype == torch.float64
+    torch.testing.assert_close(probs[0], torch.softmax(torch.tensor([0.5, 1.5, -1.0], dtype=torch.float64), dim=0))
+    sharpness = policy_sharpness(probs)
+    torch.testing.assert_close(sharpness.top_probability, probs.max(dim=1).values)
+    assert sharpness.top_combination.tolist() == [1, 0, 0]
+    entropy = sharpness.normalised_entropy
+    assert entropy[1] == pytest.approx(1.0) and entropy[2] == pytest.approx(0.0, abs=1e-12)
+    assert 0.0 < entropy[0] < 1.0
+    with pytest.raises(ValueError, match="tau"):
+        sampling_distribution(scores, tau=0.0)
+
+
+def test_policy_is_exactly_the_softmax_of_the_tail_class_row():
+    combos = PartCombinations.from_layout(LAYOUT)
+    table = SaliencyTable.from_combinations(NUM_CLASSES, combos)
+    table.values = torch.rand(NUM_CLASSES, len(combos), generator=torch.Generator().manual_seed(3)) / 8
+    mixer = ShapMix(LAYOUT, COUNTS, table, tau=AUTHORS_TAU, p_mixup=0.0, seed=4)
+    classes = torch.tensor([3, 0, 2, 2, 1])
+    expected = torch.softmax(table.values[classes].double() / AUTHORS_TAU, dim=1)
+    assert torch.equal(mixer.policy(classes), expected)
+    # the draws come from the tail class's distribution: replay the generator's stream
+    labels = torch.tensor([3, 0, 2, 1])
+    partner = torch.tensor([1, 2, 3, 0])  # 3 (head) gets 0, 0 (tail) gets 2, 2 (head) gets 1, 1 (tail) gets 3
+    tail_class = torch.tensor([0, 0, 1, 1])
+    state = mixer.generator.get_state()
+    sampled, _ = mixer.choose_combinations(labels, partner)
+    mixer.generator.set_state(state)
+    replayed = torch.multinomial(mixer.policy(tail_class), 1, generator=mixer.generator).squeeze(1)
+    assert torch.equal(sampled, replayed)
+
+
+@pytest.mark.parametrize("tau, at_least, at_most", [(AUTHORS_TAU, 0.7, 1.0), (0.2, 0.0, 0.15)])
+def test_authors_temperature_makes_a_clearly_salient_combination_dominate(tau, at_least, at_most):
+    """Realistic per-joint values: the salient combination gains 0.8 of the true-class
+    probability over 8 joints (0.1), the others about 0.01.  At the authors' 0.02 it is drawn
+    about 80% of the time; at 0.2 the policy is nearly uniform (uniform: 5%)."""
+    combos = PartCombinations.from_layout(LAYOUT)
+    table = SaliencyTable.from_combinations(NUM_CLASSES, combos)
+    table.values[:] = 0.01
+    table.values[0, 3] = 0.1
+    mixer = ShapMix(LAYOUT, COUNTS, table, tau=tau, p_mixup=0.0, seed=5)
+    draws = 4000
+    info = mixer.mix_with_info(torch.zeros(draws, 1, 8, NUM_JOINTS, 1), torch.zeros(draws, dtype=torch.int64))[2]
+    share = float((info.sampled_combination == 3).double().mean())
+    assert at_least <= share <= at_most
+    probability = float(policy_sharpness(mixer.policy(torch.tensor([0]))).top_probability)
+    assert share == pytest.approx(probability, abs=0.03)
 
 
 def filled_table() -> SaliencyTable:

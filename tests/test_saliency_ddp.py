@@ -116,7 +116,9 @@ def test_two_process_shapmix_training_run_on_cpu(tiny_data, tmp_path):
     ]
     completed = subprocess.run(command, check=False, env=env, capture_output=True, text=True, timeout=DDP_TIMEOUT_S)
     assert completed.returncode == 0, completed.stderr[-3000:]
-    assert f"{WORLD_SIZE} process(es)" in (out / "train.log").read_text()
+    log = (out / "train.log").read_text()
+    assert f"{WORLD_SIZE} process(es)" in log
+    assert "batch norm synchronised" in log  # train.sync_batchnorm is on by default under DDP
     table = load_checkpoint(out / "last.pt")["method"]["table"]
     assert table["values"].shape == (TINY_CLASSES, NUM_COMBINATIONS)
     assert table["counts"].sum() > 0
@@ -127,9 +129,14 @@ def _saved_state(run: Path) -> dict:
     return {"model": state["model"], **state["method"]["table"], "baseline": state["method"]["baseline"]}
 
 
+# The authors' code: their sharpness, one draw of the random parameters per batch, nearest resize.
+AUTHORS_OPTIONS = ["method.tau=0.02", "method.draw=per_batch", "method.donor_resize=nearest"]
+
+
 @pytest.mark.slow
-def test_interrupted_and_resumed_shapmix_run_keeps_weights_and_table(tiny_data, tmp_path):
-    config = tiny_config(tiny_data, epochs=3, extra=SHAPMIX_EXTRA)
+@pytest.mark.parametrize("options", [[], AUTHORS_OPTIONS], ids=["default", "authors"])
+def test_interrupted_and_resumed_shapmix_run_keeps_weights_and_table(tiny_data, tmp_path, options):
+    config = tiny_config(tiny_data, epochs=3, extra=SHAPMIX_EXTRA + options)
     full = tmp_path / "full"
     train(config, full)
 

@@ -21,6 +21,18 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .data.synthetic import SynthConfig
+from .mixing.parts import DEFAULT_MAX_PARTS, DEFAULT_MIN_PARTS
+from .mixing.remix import DEFAULT_REMIX_ALPHA, DEFAULT_REMIX_KAPPA, DEFAULT_REMIX_TAU
+from .mixing.saliency import AUTHORS_TAU, DEFAULT_MOMENTUM, DEFAULT_TAU
+from .mixing.stmix import (
+    DEFAULT_DONOR_RESIZE,
+    DEFAULT_DRAW,
+    DEFAULT_P_MIXUP,
+    DEFAULT_SEGMENT_FRAMES,
+    DEFAULT_WINDOW_FRACTION,
+    DonorResize,
+    DrawMode,
+)
 
 __all__ = [
     "Config",
@@ -236,25 +248,36 @@ class MethodConfig(Section):
     """
 
     name: Literal["none", "mixup", "cutmix", "stmix", "shapmix", "remix", "glmc"] = "none"
-    p_mixup: float = Field(0.25, ge=0, le=1, description="stmix/shapmix: probability of global Mixup")
+    p_mixup: float = Field(DEFAULT_P_MIXUP, ge=0, le=1, description="stmix/shapmix: probability of global Mixup")
     mixup_alpha: float | None = Field(
         None, gt=0, description="Beta(alpha, alpha) mixing ratio; null = U(0, 1) as the authors"
     )
-    min_parts: int = Field(2, ge=1, description="smallest mixed part combination")
-    max_parts: int = Field(3, ge=1, description="largest mixed part combination")
-    segment_frames: int = Field(4, ge=1, description="frames per temporal segment")
+    min_parts: int = Field(DEFAULT_MIN_PARTS, ge=1, description="smallest mixed part combination")
+    max_parts: int = Field(DEFAULT_MAX_PARTS, ge=1, description="largest mixed part combination")
+    segment_frames: int = Field(DEFAULT_SEGMENT_FRAMES, ge=1, description="frames per temporal segment")
     window_fraction: tuple[float, float] = Field(
-        (0.4, 0.7), description="target window, fraction of the segments (low, high)"
+        DEFAULT_WINDOW_FRACTION, description="target window, fraction of the segments (low, high)"
+    )
+    draw: DrawMode = Field(
+        DEFAULT_DRAW,
+        description="stmix/shapmix: per_sample = each sample draws its own Mixup-or-local choice, ratio, "
+        "window, donor clip and parts (the paper's text); per_batch = one draw shared by the batch (the "
+        "authors' code; Shap-Mix's guided parts stay per sample)",
+    )
+    donor_resize: DonorResize = Field(
+        DEFAULT_DONOR_RESIZE,
+        description="stmix/shapmix: temporal resize of the donor clip into the window: linear, or nearest "
+        "(F.interpolate's default, as the authors' code)",
     )
     partner: Literal["shift", "cycle"] = Field(
         "shift", description="pairing: cyclic shift of the batch or a random cycle"
     )
-    remix_alpha: float = Field(1.0, gt=0, description="remix: Beta(alpha, alpha) input ratio (Chou et al. 2020: 1)")
+    remix_alpha: float = Field(DEFAULT_REMIX_ALPHA, gt=0, description="remix: Beta(alpha, alpha) input ratio (Chou et al. 2020: 1)")
     remix_kappa: float = Field(
-        3.0, ge=1, description="remix: class-count ratio from which a pair is head vs tail (Chou et al. 2020: 3)"
+        DEFAULT_REMIX_KAPPA, ge=1, description="remix: class-count ratio from which a pair is head vs tail (Chou et al. 2020: 3)"
     )
     remix_tau: float = Field(
-        0.5, ge=0, le=1,
+        DEFAULT_REMIX_TAU, ge=0, le=1,
         description="remix: a head sample mixed in below this share gives the whole label to the tail "
         "sample (Chou et al. 2020: 0.5)",
     )
@@ -288,10 +311,16 @@ class MethodConfig(Section):
         description="shapmix: parts from the table of Shapley estimates, uniformly at random (ST-Mix), "
         "or from a table fed by Grad-CAM part scores",
     )
-    tau: float = Field(0.2, gt=0, description="shapmix: sampling temperature of softmax(phi / tau)")
+    tau: float = Field(
+        DEFAULT_TAU,
+        gt=0,
+        description="shapmix: temperature of the part policy softmax(phi / tau), on per-joint Shapley "
+        f"values as the table stores them (no hidden factor); the authors' setting is {AUTHORS_TAU} "
+        "(their 0.2 on a table x 10)",
+    )
     warmup_epochs: int = Field(5, ge=0, description="shapmix: epochs of random mixing and naive estimates")
     interval: int = Field(1, ge=1, description="shapmix: estimate saliency every n-th step (iter-n)")
-    momentum: float = Field(0.9, ge=0, lt=1, description="shapmix: EMA momentum of the saliency table")
+    momentum: float = Field(DEFAULT_MOMENTUM, ge=0, lt=1, description="shapmix: EMA momentum of the saliency table")
     clip: bool = Field(True, description="shapmix: clip marginal contributions at 0 (the paper's choice)")
     estimate_fraction: float = Field(
         0.25, gt=0, le=1,
@@ -355,6 +384,12 @@ class TrainConfig(Section):
     eval_batch_size: int = Field(128, ge=1)
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch default)")
+    sync_batchnorm: bool = Field(
+        True,
+        description="under DDP (more than one process), synchronise batch-norm statistics across "
+        "processes, so 2 x 32 normalises like one batch of 64 (the authors train with SyncBatchNorm); "
+        "no effect in a single process",
+    )
 
 
 class LogConfig(Section):

@@ -10,7 +10,10 @@ mode, no gradients), then
   paper), divided by the combination's number of joints: the quantity the online table
   estimates (its per-joint normalisation, Eq. 3), so the two are on the same scale.
 
-Both are averaged per class (true labels).  :func:`rank_agreement` compares an online table with
+Both are averaged per class (true labels).  ``agreement.json`` also reports, per class, how sharp
+the mixing policy ``softmax(table / tau)`` is at the run's temperature, for the online table and
+for the exact values (probability of the top combination, entropy against uniform;
+:func:`~shapmix.mixing.saliency.policy_sharpness`).  :func:`rank_agreement` compares an online table with
 the exact one (per-class Spearman rank correlation), :func:`ground_truth_hits` checks a table
 against the built-in benchmark's ground-truth salient parts, and :func:`analyse_checkpoint` does
 all of it for a training checkpoint (``shapmix saliency``).
@@ -27,6 +30,8 @@ number of samples averaged; a class without samples has value ``nan``)::
     exact_heatmap.png          heatmap of the exact combination values
     exact_part_skeletons.png   skeletons coloured by the exact part values
     online_heatmap.png         heatmap of the online table
+    online_policy_heatmap.png  the sampling distribution the online table gives at the run's
+                               ``method.tau`` (what the mixing policy actually draws from)
     online_part_skeletons.png  skeletons coloured by relative part scores derived from the online
                                table (:func:`~shapmix.viz.saliency.part_scores_from_table`)
 
@@ -56,6 +61,7 @@ from ..mixing import (
     combination_shapley_values,
     shapley_values,
 )
+from ..mixing.saliency import policy_sharpness, sampling_distribution
 from ..mixing.shapley import DEFAULT_CHUNK_SIZE
 from ..skeleton.layouts import Layout, get_layout
 
@@ -83,6 +89,7 @@ AGREEMENT_FILE = "agreement.json"
 EXACT_HEATMAP_FILE = "exact_heatmap.png"
 EXACT_SKELETONS_FILE = "exact_part_skeletons.png"
 ONLINE_HEATMAP_FILE = "online_heatmap.png"
+ONLINE_POLICY_HEATMAP_FILE = "online_policy_heatmap.png"
 ONLINE_SKELETONS_FILE = "online_part_skeletons.png"
 
 MAX_POSE_SAMPLES = 256
@@ -448,14 +455,20 @@ def analyse_checkpoint(
         "split": split,
         "method": config.method.name,
         **_agreement_summary(
-            exact, online, combinations, class_names, train_counts, dataset.metadata.get(SALIENT_PARTS_KEY)
+            exact,
+            online,
+            combinations,
+            class_names,
+            train_counts,
+            dataset.metadata.get(SALIENT_PARTS_KEY),
+            config.method.tau,
         ),
     }
     thresholds = {"many_threshold": config.data.many_threshold, "few_threshold": config.data.few_threshold}
     pose = _drawing_pose(dataset, run_data.train.indices[:MAX_POSE_SAMPLES])
     online_values = None if online is None else online.values.to(torch.float64)
     figures = _write_figures(
-        out, exact, online_values, combinations, class_names, train_counts, pose, split, thresholds
+        out, exact, online_values, combinations, class_names, train_counts, pose, split, thresholds, config.method.tau
     )
     summary["figures"] = [path.name for path in figures]
     _write_json(out / AGREEMENT_FILE, summary)
@@ -469,9 +482,11 @@ def _agreement_summary(
     class_names: Sequence[str],
     train_counts: np.ndarray,
     salient_parts: Mapping[str, Sequence[str]] | None,
+    tau: float,
 ) -> dict[str, Any]:
     """The JSON-safe comparison of ``agreement.json``: sample counts, mean Spearman correlation
-    and ground-truth hit rates, and per class its top combinations, correlation and hits."""
+    and ground-truth hit rates, the policy's sharpness at ``tau``, and per class its top
+    combinations, correlation, hits and policy sharpness."""
     names = combinations.names
     exact_tops = top_combinations(exact.combinations)
     summary: dict[str, Any] = {
@@ -499,6 +514,9 @@ def _agreement_summary(
         for k, record in enumerate(per_class):
             record["online_top"] = names[online_tops[k]]
             record["spearman"] = _json_float(agreement.per_class[k])
+    summary["policy"] = {"tau": tau}
+    for kind, table in tables.items():
+        summary["policy"][kind] = _policy_summary(table, tau, per_class, kind)
     if salient_parts is not None:
         for k, record in enumerate(per_class):
             record["salient_parts"] = list(salient_parts.get(class_names[k], []))
@@ -511,6 +529,24 @@ def _agreement_summary(
     return summary
 
 
+def _policy_summary(table: torch.Tensor, tau: float, per_class: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    """How sharp ``softmax(table / tau)`` is: per class (written into ``per_class`` records as
+    ``{kind}_policy_top_probability`` / ``{kind}_policy_entropy``; ``None`` for a class without
+    data) and the means over classes with data."""
+    has_data = torch.isfinite(table).all(dim=1)
+    sharpness = policy_sharpness(sampling_distribution(torch.nan_to_num(table), tau))
+    for k, record in enumerate(per_class):
+        defined = bool(has_data[k])
+        record[f"{kind}_policy_top_probability"] = float(sharpness.top_probability[k]) if defined else None
+        record[f"{kind}_policy_entropy"] = float(sharpness.normalised_entropy[k]) if defined else None
+    rows = has_data.nonzero().squeeze(1)
+    return {
+        "mean_top_probability": _json_float(float(sharpness.top_probability[rows].mean())) if len(rows) else None,
+        "mean_normalised_entropy": _json_float(float(sharpness.normalised_entropy[rows].mean())) if len(rows) else None,
+        "uniform_probability": 1.0 / table.shape[1],
+    }
+
+
 def _write_figures(
     out: Path,
     exact: ExactSaliency,
@@ -521,13 +557,16 @@ def _write_figures(
     pose: np.ndarray | None,
     split: str,
     thresholds: Mapping[str, int],
+    tau: float,
 ) -> list[Path]:
-    """Heatmaps and skeleton drawings of the exact (and online) values; the skeletons only when
-    there is a ``(V, 2)`` pose to draw.  The online skeletons show :func:`part_scores_from_table`."""
+    """Heatmaps and skeleton drawings of the exact (and online) values, and the online table's
+    policy at ``tau``; the skeletons only when there is a ``(V, 2)`` pose to draw.  The online
+    skeletons show :func:`part_scores_from_table`."""
     from ..viz.saliency import (
         part_scores_from_table,
         pick_classes,
         plot_part_saliency_skeletons,
+        plot_policy_heatmap,
         plot_saliency_heatmap,
     )
 
@@ -567,6 +606,18 @@ def _write_figures(
                 names,
                 out / ONLINE_HEATMAP_FILE,
                 title="Online saliency table",
+                **thresholds,
+            )
+        )
+        written.append(
+            plot_policy_heatmap(
+                sampling_distribution(online, tau).numpy(),
+                train_counts,
+                class_names,
+                names,
+                out / ONLINE_POLICY_HEATMAP_FILE,
+                tau,
+                title="Policy of the online table",
                 **thresholds,
             )
         )

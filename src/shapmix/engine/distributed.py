@@ -3,6 +3,10 @@
 ``torchrun --nproc_per_node N -m shapmix train ...`` sets ``RANK``, ``WORLD_SIZE`` and
 ``LOCAL_RANK``; :func:`init_distributed` then joins the group with NCCL on GPUs and gloo on the
 CPU.  Without those variables everything degrades to a single process with no-op collectives.
+
+:func:`synchronize_batch_norm` makes batch norm normalise over the global batch under DDP
+(``train.sync_batchnorm``): on CUDA with PyTorch's :class:`torch.nn.SyncBatchNorm`; on the other
+devices, where PyTorch's refuses to run (gloo on the CPU), with :class:`ProcessGroupBatchNorm`.
 """
 
 from __future__ import annotations
@@ -13,8 +17,16 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
-__all__ = ["DistributedContext", "init_distributed", "resolve_device"]
+__all__ = [
+    "DistributedContext",
+    "ProcessGroupBatchNorm",
+    "init_distributed",
+    "resolve_device",
+    "synchronize_batch_norm",
+]
 
 
 def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
@@ -103,3 +115,96 @@ def init_distributed(device_spec: str = "auto") -> tuple[DistributedContext, tor
         dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
         owns_group = True
     return DistributedContext(rank, world_size, local_rank, owns_group), device
+
+
+# --------------------------------------------------------------------------- synchronised batch norm
+
+
+class _SumOverRanks(torch.autograd.Function):
+    """``all_reduce(SUM)`` that autograd differentiates: the gradient of a sum over ranks is the
+    sum over ranks of the gradients."""
+
+    @staticmethod
+    def forward(ctx: Any, tensor: torch.Tensor) -> torch.Tensor:
+        total = tensor.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(total, op=dist.ReduceOp.SUM)
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        total = grad.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(total, op=dist.ReduceOp.SUM)
+        return total
+
+
+class ProcessGroupBatchNorm(_BatchNorm):
+    """Batch norm over the batches of all processes, on any device and backend.
+
+    In training mode under an initialised process group of more than one rank, the per-channel
+    mean and (biased) variance are those of the union of every rank's batch, computed in two
+    differentiable all-reduces (sums and count, then squared deviations from the global mean);
+    the running statistics are updated with the unbiased global variance, as
+    :class:`torch.nn.SyncBatchNorm`.  Otherwise it is ordinary batch norm.  Works on inputs
+    ``(N, C, ...)`` of any rank (BatchNorm1d and 2d layers both convert to it).
+    """
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"expected an input of shape (N, C, ...), got {tuple(input.shape)}")
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        self._check_input_dim(input)
+        synchronised = self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        if not synchronised:
+            return super().forward(input)
+        channels = input.shape[1]
+        dims = [0, *range(2, input.dim())]
+        shape = [1, channels] + [1] * (input.dim() - 2)
+        local_count = input.new_full((1,), input.numel() / channels)
+        totals = _SumOverRanks.apply(torch.cat([input.sum(dims), local_count]))
+        count = totals[channels]
+        mean = totals[:channels] / count
+        centred = input - mean.view(shape)
+        variance = _SumOverRanks.apply(centred.square().sum(dims)) / count
+        output = centred * torch.rsqrt(variance + self.eps).view(shape)
+        if self.affine:
+            output = output * self.weight.view(shape) + self.bias.view(shape)
+        if self.track_running_stats:
+            self._update_running_stats(mean.detach(), variance.detach(), count.detach())
+        return output
+
+    @torch.no_grad()
+    def _update_running_stats(self, mean: torch.Tensor, variance: torch.Tensor, count: torch.Tensor) -> None:
+        self.num_batches_tracked.add_(1)
+        factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        unbiased = variance * count / (count - 1).clamp(min=1)
+        self.running_mean.lerp_(mean.to(self.running_mean.dtype), factor)
+        self.running_var.lerp_(unbiased.to(self.running_var.dtype), factor)
+
+
+def synchronize_batch_norm(module: nn.Module, device: torch.device) -> nn.Module:
+    """``module`` with every batch-norm layer synchronised across processes (parameters,
+    buffers and train/eval flags kept): :class:`torch.nn.SyncBatchNorm` on CUDA,
+    :class:`ProcessGroupBatchNorm` elsewhere.  Layers are replaced in place; returns the
+    converted module (a new object only when ``module`` itself is a batch-norm layer)."""
+    if device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    return _convert_batch_norm(module)
+
+
+def _convert_batch_norm(module: nn.Module) -> nn.Module:
+    if isinstance(module, _BatchNorm) and not isinstance(module, ProcessGroupBatchNorm):
+        converted = ProcessGroupBatchNorm(
+            module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats
+        )
+        # The same parameter and buffer objects, so nothing that already holds them goes stale.
+        if module.affine:
+            converted.weight, converted.bias = module.weight, module.bias
+        converted.running_mean = module.running_mean
+        converted.running_var = module.running_var
+        converted.num_batches_tracked = module.num_batches_tracked
+        converted.train(module.training)
+        return converted
+    for name, child in module.named_children():
+        module.add_module(name, _convert_batch_norm(child))
+    return module

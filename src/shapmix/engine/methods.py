@@ -307,11 +307,12 @@ class ShapMixMethod(MixingMethod):
         self.row_credit = float(state.get("row_credit", 0.0))
 
     def write_artifacts(self, out_dir: Path, train_counts: np.ndarray, groups: tuple[int, int], plots: bool) -> list[Path]:
-        """``saliency_table.json`` / ``.csv`` (values and update counts per class and combination)
-        and, with ``plots``, the saliency heatmap and part-coloured skeletons."""
+        """``saliency_table.json`` / ``.csv`` (values, update counts and sampling probabilities per
+        class and combination, and per class how sharp the policy is) and, with ``plots``, the
+        saliency and policy heatmaps and the part-coloured skeletons."""
         written = [out_dir / "saliency_table.json", out_dir / "saliency_table.csv"]
-        self.table.to_json(written[0])
-        self.table.to_csv(written[1])
+        self.table.to_json(written[0], tau=self.mixer.tau)
+        self.table.to_csv(written[1], tau=self.mixer.tau)
         if plots:
             from ..viz.saliency import write_training_saliency_figures
 
@@ -324,6 +325,7 @@ class ShapMixMethod(MixingMethod):
                 self.mixer.layout,
                 out_dir,
                 *groups,
+                policy=(self.table.policy(self.mixer.tau).numpy(), self.mixer.tau),
             )
         return written
 
@@ -502,6 +504,8 @@ def build_method(
         max_parts=config.max_parts,
         segment_frames=config.segment_frames,
         window_fraction=config.window_fraction,
+        draw=config.draw,
+        donor_resize=config.donor_resize,
         partner=config.partner,
         seed=mixer_seed,
     )

@@ -57,7 +57,7 @@ from .builders import (
     torch_threads,
 )
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
-from .distributed import init_distributed
+from .distributed import init_distributed, synchronize_batch_norm
 from .evaluate import Metrics, compute_metrics, format_metrics_table, predict, save_scores
 from .finetune import SecondStage, build_second_stage
 from .methods import TrainingMethod, TrainingNetwork, build_method
@@ -189,6 +189,9 @@ class Trainer:
             self.network = TrainingNetwork(self.model, self.method.heads)
         self.ddp_model: nn.Module = self.network
         if self.context.is_distributed:
+            if config.train.sync_batchnorm:
+                # in place: self.model and the method keep referring to the same modules
+                synchronize_batch_norm(self.network, self.device)
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp_model = DistributedDataParallel(self.network, device_ids=device_ids)
 
@@ -409,7 +412,9 @@ class Trainer:
         )
         self.logger.info(
             f"model: {self.config.model.name} ({params / 1e6:.3f}M parameters) on {self.device}, "
-            f"{self.context.world_size} process(es), loss {self.config.loss.name}, "
+            f"{self.context.world_size} process(es)"
+            f"{' (batch norm synchronised)' if self.context.is_distributed and self.config.train.sync_batchnorm else ''}, "
+            f"loss {self.config.loss.name}, "
             f"method {self.config.method.name}, {self.config.schedule.epochs} epochs x "
             f"{self.steps_per_epoch} steps"
         )

@@ -3,7 +3,16 @@
 ``values[c, s]`` is an exponential moving average of the per-joint Shapley value of part
 combination ``s`` for samples of class ``c`` (estimated online by
 :func:`~shapmix.mixing.shapley.estimate_combination_shapley`); the mixing policy samples
-combinations of class ``c`` from ``P_c = softmax(values[c] / tau)``.
+combinations of class ``c`` from ``P_c = softmax(values[c] / tau)``
+(:func:`sampling_distribution`).
+
+Units: a value is a marginal gain of the true-class probability (clipped contributions lie in
+``[0, 1]``) divided by the combination's number of joints, so it is at most ``1 / 8`` for the
+smallest NTU combination, and ``tau`` is a temperature on exactly these numbers; no hidden factor
+scales them anywhere.  The authors' code stores ten times the per-joint value and samples with a
+temperature of 0.2 (``skelemix.py``), which is ``tau = 0.02`` here (:data:`AUTHORS_TAU`).  How
+sharp a policy is shows in :func:`policy_sharpness` (probability of the top combination, entropy
+against uniform), which the run's exports and ``shapmix saliency`` report per class.
 
 Update rule (one call per estimation step, same on every rank)::
 
@@ -15,12 +24,14 @@ Update rule (one call per estimation step, same on every rank)::
     counts[c, s]       += 1                                    (EMA steps per cell)
 
 This is the EMA with momentum ``m`` divided by its total weight ``1 - m**k`` after ``k`` steps
-(the bias correction of Adam).  The authors start the EMA from 0, which biases every cell
-towards 0 until ``m**k`` is small and favours the combinations estimated first; initialising a
-cell to its first mean instead over-weights that first estimate (still ``m**(k-1)`` of the value
-after ``k`` steps, about 0.6 after 5).  A cell of a tail class is updated only a handful of times
-in a run, so here the ``k`` means are weighted ``m**(k-j)`` / normalised: nearly evenly while ``k``
-is small, the EMA's fading memory once it is large.  :meth:`SaliencyTable.restart` sets every
+(the bias correction of Adam).  The authors' table starts at ``1e-6``; through the first six
+epochs (their naive-estimate warm-up, epochs 0-4, and epoch 5) they update with momentum 0, so
+each update overwrites its cell, and the 0.9 EMA starts at epoch 6 from whatever single estimate
+each cell last received (a naive warm-up value, or ``1e-6`` for a cell never drawn).  That
+start over-weights one estimate (still ``m**(k-1)`` of the value after ``k`` steps, about 0.6
+after 5), and a cell of a tail class is updated only a handful of times in a run; here the ``k``
+means are instead weighted ``m**(k-j)`` / normalised: nearly evenly while ``k`` is small, the
+EMA's fading memory once it is large.  :meth:`SaliencyTable.restart` sets every
 weight back to 0 (Shap-Mix calls it when warm-up ends, so the naive warm-up values, another
 quantity, are replaced by the first Shapley estimate of each cell instead of averaged in).
 Cells never updated stay at 0.
@@ -30,20 +41,73 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections.abc import Sequence
 from os import PathLike
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import torch
 
 from .parts import PartCombinations
 
-__all__ = ["DEFAULT_MOMENTUM", "DEFAULT_TAU", "SaliencyTable", "SumReducer"]
+__all__ = [
+    "AUTHORS_TAU",
+    "DEFAULT_MOMENTUM",
+    "DEFAULT_TAU",
+    "PolicySharpness",
+    "SaliencyTable",
+    "SumReducer",
+    "policy_sharpness",
+    "sampling_distribution",
+]
 
 DEFAULT_MOMENTUM = 0.9
 DEFAULT_TAU = 0.2
+AUTHORS_TAU = 0.02
+"""The authors' temperature in this library's units: 0.2 on a table of per-joint values x 10."""
 
 _CSV_FIELDS = ("class_index", "class", "combination_index", "combination", "value", "count")
+_PROBABILITY_FIELD = "probability"
+
+
+def sampling_distribution(scores: torch.Tensor, tau: float) -> torch.Tensor:
+    """The mixing policy ``P = softmax(scores / tau)`` of each row (Eq. 3).
+
+    Args:
+        scores: ``(N, S)`` per-combination scores (rows of a :class:`SaliencyTable`).
+        tau: temperature, in the units of ``scores`` (per-joint values: see the module docstring).
+
+    Returns:
+        ``(N, S)`` float64 probabilities, each row summing to 1.
+    """
+    if tau <= 0:
+        raise ValueError(f"tau must be positive, got {tau}")
+    return torch.softmax(scores.to(torch.float64) / tau, dim=1)
+
+
+class PolicySharpness(NamedTuple):
+    """How far a policy is from uniform, per row (all ``(N,)`` float64).
+
+    Attributes:
+        top_probability: probability of the most likely combination (uniform: ``1 / S``).
+        top_combination: int64 index of that combination.
+        normalised_entropy: entropy divided by ``log S``: 1 for a uniform policy, 0 for one
+            that always draws the same combination.
+    """
+
+    top_probability: torch.Tensor
+    top_combination: torch.Tensor
+    normalised_entropy: torch.Tensor
+
+
+def policy_sharpness(probs: torch.Tensor) -> PolicySharpness:
+    """Summarise ``(N, S)`` sampling distributions (see :class:`PolicySharpness`)."""
+    probs = probs.to(torch.float64)
+    num_combinations = probs.shape[1]
+    top_probability, top_combination = probs.max(dim=1)
+    entropy = -torch.special.xlogy(probs, probs).sum(dim=1)
+    scale = math.log(num_combinations) if num_combinations > 1 else 1.0
+    return PolicySharpness(top_probability, top_combination, entropy / scale)
 
 
 class SumReducer(Protocol):
@@ -164,12 +228,6 @@ class SaliencyTable:
         self.weights = torch.where(seen, weights, self.weights)
         self.counts = self.counts + seen.to(torch.int64)
 
-    def sampling_probs(self, classes: torch.Tensor, tau: float = DEFAULT_TAU) -> torch.Tensor:
-        """``P_c = softmax(values[c] / tau)`` for every class of ``classes`` ``(N,)`` -> ``(N, S)``."""
-        if tau <= 0:
-            raise ValueError(f"tau must be positive, got {tau}")
-        return torch.softmax(self.values[classes.to(self.device)] / tau, dim=1)
-
     # ----------------------------------------------------------------------- persistence
 
     def state_dict(self) -> dict[str, Any]:
@@ -199,15 +257,37 @@ class SaliencyTable:
         """Total EMA weight ``1 - m**k`` of ``k = counts`` updates."""
         return 1.0 - torch.pow(torch.tensor(self.momentum, dtype=torch.float64), counts.to(torch.float64)).float()
 
-    def to_json(self, path: str | PathLike) -> None:
-        """Write names, momentum, values and counts as JSON (floats round-trip exactly)."""
-        document = {
+    def policy(self, tau: float) -> torch.Tensor:
+        """``(K, S)`` float64 sampling distribution of every class at temperature ``tau`` (CPU)."""
+        return sampling_distribution(self.values.cpu(), tau)
+
+    def to_json(self, path: str | PathLike, tau: float | None = None) -> None:
+        """Write names, momentum, values and counts as JSON (floats round-trip exactly).
+
+        With ``tau``, also the policy it gives: ``tau``, ``probabilities`` ``(K, S)`` and per
+        class ``policy`` (top combination, its probability, entropy against uniform).
+        """
+        document: dict[str, Any] = {
             "momentum": self.momentum,
             "classes": list(self.class_names),
             "combinations": list(self.combination_names),
             "values": self.values.cpu().tolist(),
             "counts": self.counts.cpu().tolist(),
         }
+        if tau is not None:
+            probs = self.policy(tau)
+            sharpness = policy_sharpness(probs)
+            document["tau"] = tau
+            document["probabilities"] = probs.tolist()
+            document["policy"] = [
+                {
+                    "class": name,
+                    "top_combination": self.combination_names[int(sharpness.top_combination[k])],
+                    "top_probability": float(sharpness.top_probability[k]),
+                    "normalised_entropy": float(sharpness.normalised_entropy[k]),
+                }
+                for k, name in enumerate(self.class_names)
+            ]
         with open(path, "w", encoding="utf-8") as handle:
             json.dump(document, handle, indent=1)
 
@@ -229,15 +309,18 @@ class SaliencyTable:
         table.weights = table._weights_after(table.counts)
         return table
 
-    def to_csv(self, path: str | PathLike) -> None:
-        """Write one row per cell: class and combination (index and name), value, count."""
+    def to_csv(self, path: str | PathLike, tau: float | None = None) -> None:
+        """Write one row per cell: class and combination (index and name), value, count, and
+        with ``tau`` the cell's sampling probability."""
         values, counts = self.values.cpu().tolist(), self.counts.cpu().tolist()
+        probs = None if tau is None else self.policy(tau).tolist()
         with open(path, "w", encoding="utf-8", newline="") as handle:
             writer = csv.writer(handle)
-            writer.writerow(_CSV_FIELDS)
+            writer.writerow(_CSV_FIELDS + (() if probs is None else (_PROBABILITY_FIELD,)))
             for k, class_name in enumerate(self.class_names):
                 for s, combination_name in enumerate(self.combination_names):
-                    writer.writerow([k, class_name, s, combination_name, repr(values[k][s]), counts[k][s]])
+                    row = [k, class_name, s, combination_name, repr(values[k][s]), counts[k][s]]
+                    writer.writerow(row if probs is None else row + [repr(probs[k][s])])
 
     @classmethod
     def from_csv(cls, path: str | PathLike, momentum: float = DEFAULT_MOMENTUM) -> SaliencyTable:

@@ -7,11 +7,14 @@ For a target sample ``i`` and its source (partner) ``j``, with real training-set
 * otherwise (``i`` is the tail, or equal counts): draw ``S ~ P_{y_i}`` and paste the source's
   COMPLEMENT of ``S``, so the tail's own salient parts are kept.
 
-``P_c = softmax(scores[c] / tau)`` (Eq. 3), where the per-class scores come from the guidance:
-``"shapley"`` (a :class:`~shapmix.mixing.saliency.SaliencyTable`), ``"random"`` (all equal, which
-is ST-Mix) or any callable mapping classes ``(N,)`` to scores ``(N, S)`` (e.g. Grad-CAM).  The
-temporal window, the Mixup branch, ``lam`` and the soft targets are ST-Mix's.  Classes are
-compared by their counts, never by index (the authors' code assumes class 0 is the most frequent).
+``P_c = softmax(scores[c] / tau)`` (Eq. 3, :meth:`ShapMix.policy`), where the per-class scores
+come from the guidance: ``"shapley"`` (a :class:`~shapmix.mixing.saliency.SaliencyTable`),
+``"random"`` (all equal, which is ST-Mix) or any callable mapping classes ``(N,)`` to scores
+``(N, S)`` (e.g. Grad-CAM).  ``tau`` is a temperature on the per-joint values the table holds
+(:mod:`shapmix.mixing.saliency` states the units; the authors' setting is
+:data:`~shapmix.mixing.saliency.AUTHORS_TAU`).  The temporal window, the Mixup branch, ``lam``
+and the soft targets are ST-Mix's.  Classes are compared by their counts, never by index (the
+authors' code assumes class 0 is the most frequent).
 """
 
 from __future__ import annotations
@@ -24,11 +27,15 @@ import torch
 
 from ..skeleton.layouts import Layout
 from .parts import DEFAULT_MAX_PARTS, DEFAULT_MIN_PARTS
-from .saliency import DEFAULT_TAU, SaliencyTable
+from .saliency import DEFAULT_TAU, SaliencyTable, sampling_distribution
 from .stmix import (
+    DEFAULT_DONOR_RESIZE,
+    DEFAULT_DRAW,
     DEFAULT_P_MIXUP,
     DEFAULT_SEGMENT_FRAMES,
     DEFAULT_WINDOW_FRACTION,
+    DonorResize,
+    DrawMode,
     PartnerMode,
     STMix,
 )
@@ -48,10 +55,16 @@ class ShapMix(STMix):
         layout: skeleton layout (name or :class:`Layout`).
         class_counts: ``(K,)`` training samples per class (sequence, array or tensor); fixes ``K``.
         table: the saliency table (required for ``guidance="shapley"``), ``K x S``.
-        tau: temperature of ``P_c = softmax(scores[c] / tau)``.
+        tau: temperature of ``P_c = softmax(scores[c] / tau)``, in the units of the scores
+            (per-joint Shapley values for a table).  The default, 0.2, is ten times the
+            authors' effective temperature (:data:`~shapmix.mixing.saliency.AUTHORS_TAU`, 0.02):
+            per-joint values are at most 1/8, so at 0.2 two combinations' probabilities differ
+            by at most ``e**0.625`` = 1.87x (at 0.02: 518x).
         guidance: ``"shapley"``, ``"random"`` or a :data:`ClassScores` callable.
-        p_mixup, mixup_alpha, min_parts, max_parts, segment_frames, window_fraction, partner,
-        generator, seed: see :class:`~shapmix.mixing.stmix.STMix`.
+        p_mixup, mixup_alpha, min_parts, max_parts, segment_frames, window_fraction, draw,
+        donor_resize, partner, generator, seed: see :class:`~shapmix.mixing.stmix.STMix`.  With
+        ``draw="per_batch"`` the random policy (warm-up, ``guidance="random"``) draws one
+        combination for the batch; the guided policy always draws one per sample.
     """
 
     def __init__(
@@ -67,6 +80,8 @@ class ShapMix(STMix):
         max_parts: int = DEFAULT_MAX_PARTS,
         segment_frames: int = DEFAULT_SEGMENT_FRAMES,
         window_fraction: tuple[float, float] = DEFAULT_WINDOW_FRACTION,
+        draw: DrawMode = DEFAULT_DRAW,
+        donor_resize: DonorResize = DEFAULT_DONOR_RESIZE,
         partner: PartnerMode = "shift",
         generator: torch.Generator | None = None,
         seed: int | None = None,
@@ -84,6 +99,8 @@ class ShapMix(STMix):
             max_parts=max_parts,
             segment_frames=segment_frames,
             window_fraction=window_fraction,
+            draw=draw,
+            donor_resize=donor_resize,
             partner=partner,
             generator=generator,
             seed=seed,
@@ -129,6 +146,10 @@ class ShapMix(STMix):
                              f"({classes.shape[0]}, {len(self.combinations)})")
         return scores
 
+    def policy(self, classes: torch.Tensor) -> torch.Tensor:
+        """``P_c = softmax(scores[c] / tau)`` of each class: ``(N,)`` int64 -> ``(N, S)`` float64 (CPU)."""
+        return sampling_distribution(self.class_scores(classes), self.tau)
+
     def choose_combinations(self, y: torch.Tensor, partner: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The tail-aware policy (module docstring).
 
@@ -141,10 +162,11 @@ class ShapMix(STMix):
             tail class's distribution, and the pasted one (``sampled`` when the target is the
             head, its complement otherwise).
         """
+        if self.guidance == "random" and self.draw == "per_batch":
+            return super().choose_combinations(y, partner)
         source_label = y[partner]
         target_is_head = self.class_counts[y] > self.class_counts[source_label]
         tail_class = torch.where(target_is_head, source_label, y)
-        probs = torch.softmax(self.class_scores(tail_class).double() / self.tau, dim=1)
-        sampled = torch.multinomial(probs, 1, generator=self.generator).squeeze(1)
+        sampled = torch.multinomial(self.policy(tail_class), 1, generator=self.generator).squeeze(1)
         pasted = torch.where(target_is_head, sampled, self.combinations.complement[sampled])
         return sampled, pasted

@@ -14,8 +14,10 @@ with a partner ``j = partner[i]`` (never itself when ``N > 1``) with its own rat
 
 Everything is vectorised over the batch.  Random parameters are drawn on the CPU from the
 mixer's own :class:`torch.Generator` (so a seed gives the same output on any device) and then
-moved to ``x.device``.  :meth:`BatchMixer.mix_with_info` also returns a :class:`MixInfo` with
-the drawn parameters (for tests, logging and analysis).
+moved to ``x.device``.  ST-Mix draws them per sample, as the paper describes; ``draw="per_batch"``
+draws them once for the whole batch, as the authors' code does (:data:`DrawMode`).
+:meth:`BatchMixer.mix_with_info` also returns a :class:`MixInfo` with the drawn parameters (for
+tests, logging and analysis).
 """
 
 from __future__ import annotations
@@ -30,12 +32,16 @@ from ..skeleton.layouts import Layout, get_layout
 from .parts import DEFAULT_MAX_PARTS, DEFAULT_MIN_PARTS, PartCombinations
 
 __all__ = [
+    "DEFAULT_DONOR_RESIZE",
+    "DEFAULT_DRAW",
     "DEFAULT_P_MIXUP",
     "DEFAULT_SEGMENT_FRAMES",
     "DEFAULT_WINDOW_FRACTION",
     "NO_COMBINATION",
     "BatchMixer",
     "CutMix",
+    "DonorResize",
+    "DrawMode",
     "MixInfo",
     "Mixup",
     "PartnerMode",
@@ -52,12 +58,25 @@ PartnerMode = Literal["shift", "cycle"]
 """``"shift"``: ``partner = (i + k) mod N`` with one random ``k`` in ``1..N-1`` (the authors').
 ``"cycle"``: a uniformly random ``N``-cycle, a permutation without fixed points."""
 
+DrawMode = Literal["per_sample", "per_batch"]
+"""What ST-Mix draws once per sample or once per batch: the Mixup-or-local choice, Mixup's
+ratio, the window (length and start), the donor clip (length and start) and the part
+combination.  ``"per_sample"``: every sample its own (the paper's text).  ``"per_batch"``: one draw
+shared by the batch (the authors' code, ``skelemix.py``), with one exception: Shap-Mix's guided
+policy draws a combination per sample either way, as the authors do after warm-up."""
+
+DonorResize = Literal["linear", "nearest"]
+"""How the donor clip is resized in time to the target window: ``"linear"`` interpolation, or
+``"nearest"`` neighbour (``F.interpolate``'s default mode, which the authors' code uses)."""
+
 NO_COMBINATION = -1
 """:attr:`MixInfo.combination` of a sample that was not mixed by part combination."""
 
 DEFAULT_P_MIXUP = 0.25
 DEFAULT_SEGMENT_FRAMES = 4
 DEFAULT_WINDOW_FRACTION = (0.4, 0.7)
+DEFAULT_DRAW: DrawMode = "per_sample"
+DEFAULT_DONOR_RESIZE: DonorResize = "linear"
 
 _ROUND_DIGITS = 9
 """Fractions of a segment count are rounded to this many digits before ceil/floor, so that
@@ -162,14 +181,16 @@ def paste_resized(
     window_length: torch.Tensor,
     donor_start: torch.Tensor,
     donor_length: torch.Tensor,
+    resize: DonorResize = DEFAULT_DONOR_RESIZE,
 ) -> torch.Tensor:
     """Paste a time-resized clip of each partner into a window of each sample, on chosen joints.
 
     For sample ``i`` with partner ``j``, the donor clip ``x_j[:, donor_start_i : donor_start_i +
-    donor_length_i]`` is resized in time to ``window_length_i`` frames by linear interpolation
-    (exactly ``F.interpolate(mode="linear", align_corners=False)``) and written into frames
-    ``window_start_i ..`` of ``x_i`` on the joints of ``joint_mask_i`` and for all persons.  With
-    ``donor_length_i = window_length_i`` the clip is copied unchanged.
+    donor_length_i]`` is resized in time to ``window_length_i`` frames and written into frames
+    ``window_start_i ..`` of ``x_i`` on the joints of ``joint_mask_i`` and for all persons.  The
+    resize is exactly ``F.interpolate(mode="linear", align_corners=False)`` or, with
+    ``resize="nearest"``, ``F.interpolate(mode="nearest")``.  With ``donor_length_i =
+    window_length_i`` the clip is copied unchanged.
 
     Args:
         x: ``(N, C, T, V, M)``.
@@ -177,6 +198,7 @@ def paste_resized(
         joint_mask: ``(N, V)`` bool, the joints to replace.
         window_start, window_length: ``(N,)`` int64 target window in frames (length >= 1).
         donor_start, donor_length: ``(N,)`` int64 donor clip in frames (length >= 1).
+        resize: ``"linear"`` or ``"nearest"`` (:data:`DonorResize`).
         All index tensors may live on any device; the result is on ``x.device``.
 
     Returns:
@@ -185,10 +207,17 @@ def paste_resized(
     n, c, t, v, m = x.shape
     window_start, window_length = window_start.cpu(), window_length.cpu()
     donor_start, donor_length = donor_start.cpu(), donor_length.cpu()
-    # Source position of every output frame, in float64 on the CPU (F.interpolate's formula).
+    # Source position of every output frame, on the CPU, by F.interpolate's formula for the mode.
     offset = torch.arange(t, dtype=torch.float64)[None, :] - window_start[:, None]
-    scale = donor_length.to(torch.float64)[:, None] / window_length.clamp(min=1)[:, None]
-    source = ((offset + 0.5) * scale - 0.5).clamp(min=0.0)
+    if resize == "linear":
+        scale = donor_length.to(torch.float64)[:, None] / window_length.clamp(min=1)[:, None]
+        source = ((offset + 0.5) * scale - 0.5).clamp(min=0.0)
+    elif resize == "nearest":
+        # floor(out_index * in / out) with the ratio in float32, as PyTorch's nearest kernel
+        ratio = donor_length.to(torch.float32)[:, None] / window_length.clamp(min=1).to(torch.float32)[:, None]
+        source = (offset.to(torch.float32) * ratio).floor().to(torch.float64).clamp(min=0.0)
+    else:
+        raise ValueError(f"unknown donor resize {resize!r}; use 'linear' or 'nearest'")
     last = (donor_length - 1)[:, None]
     lower = torch.minimum(source.floor().long(), last)
     upper = torch.minimum(lower + 1, last)
@@ -407,7 +436,8 @@ class STMix(BatchMixer):
       ``lam = window frames * mixed joints / (T * V)``.
 
     All parameters are drawn for every sample (both branches), in a fixed order, so the random
-    stream consumed per batch does not depend on the branch outcomes.
+    stream consumed per batch does not depend on the branch outcomes.  With
+    ``draw="per_batch"`` each is drawn once and shared by the batch (:data:`DrawMode`).
 
     Args:
         layout: skeleton layout (name or :class:`Layout`), whose 5 parts are mixed.
@@ -417,6 +447,8 @@ class STMix(BatchMixer):
         min_parts, max_parts: size range of the mixed part combinations.
         segment_frames: frames per temporal segment.
         window_fraction: ``(lo, hi)`` fractions of the segments in the target window.
+        draw: ``"per_sample"`` or ``"per_batch"`` random parameters (:data:`DrawMode`).
+        donor_resize: ``"linear"`` or ``"nearest"`` temporal resize of the donor clip.
         partner, generator, seed: see :class:`BatchMixer`.
     """
 
@@ -430,6 +462,8 @@ class STMix(BatchMixer):
         max_parts: int = DEFAULT_MAX_PARTS,
         segment_frames: int = DEFAULT_SEGMENT_FRAMES,
         window_fraction: tuple[float, float] = DEFAULT_WINDOW_FRACTION,
+        draw: DrawMode = DEFAULT_DRAW,
+        donor_resize: DonorResize = DEFAULT_DONOR_RESIZE,
         partner: PartnerMode = "shift",
         generator: torch.Generator | None = None,
         seed: int | None = None,
@@ -442,6 +476,10 @@ class STMix(BatchMixer):
         low, high = window_fraction
         if not 0.0 < low <= high <= 1.0:
             raise ValueError(f"window_fraction must satisfy 0 < lo <= hi <= 1, got {window_fraction}")
+        if draw not in ("per_sample", "per_batch"):
+            raise ValueError(f"unknown draw mode {draw!r}; use 'per_sample' or 'per_batch'")
+        if donor_resize not in ("linear", "nearest"):
+            raise ValueError(f"unknown donor resize {donor_resize!r}; use 'linear' or 'nearest'")
         self.layout = get_layout(layout)
         self.combinations = PartCombinations.from_layout(self.layout, min_parts, max_parts)
         self.p_mixup = p_mixup
@@ -449,6 +487,16 @@ class STMix(BatchMixer):
         self.mixup_alpha = mixup_alpha
         self.segment_frames = segment_frames
         self.window_fraction = (float(low), float(high))
+        self.draw = draw
+        self.donor_resize = donor_resize
+
+    def _draws(self, num_samples: int) -> int:
+        """How many independent values a per-sample parameter gets in a batch of ``num_samples``."""
+        return 1 if self.draw == "per_batch" else num_samples
+
+    def _to_batch(self, values: torch.Tensor, num_samples: int) -> torch.Tensor:
+        """``(draws,)`` values as ``(num_samples,)``: a per-batch draw shared by every sample."""
+        return values.expand(num_samples) if values.shape[0] != num_samples else values
 
     def window_segments(self, num_frames: int) -> tuple[int, int, int]:
         """``(segments, min_window, max_window)`` in segments for a clip of ``num_frames``."""
@@ -470,9 +518,10 @@ class STMix(BatchMixer):
         Returns:
             ``(sampled, pasted)``, each ``(N,)`` int64 combination indices on the CPU: the
             combination the policy drew and the one whose joints are pasted.  ST-Mix draws
-            uniformly and pastes what it drew.
+            uniformly (once for the batch with ``draw="per_batch"``) and pastes what it drew.
         """
-        sampled = torch.randint(len(self.combinations), y.shape, generator=self.generator)
+        drawn = torch.randint(len(self.combinations), (self._draws(len(y)),), generator=self.generator)
+        sampled = self._to_batch(drawn, len(y))
         return sampled, sampled
 
     def mix_with_info(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, MixInfo]:
@@ -482,22 +531,33 @@ class STMix(BatchMixer):
             raise ValueError(f"layout {self.layout.name!r} has {self.combinations.num_joints} joints, batch has {v}")
         g = self.generator
         partner = draw_partners(n, g, self.partner)
-        global_mix = torch.rand(n, generator=g, dtype=torch.float64) < self.p_mixup
-        lam_global = sample_mixing_ratio(n, self.mixup_alpha, g)
+        draws = self._draws(n)
+        global_mix = torch.rand(draws, generator=g, dtype=torch.float64) < self.p_mixup
+        lam_global = sample_mixing_ratio(draws, self.mixup_alpha, g)
 
         segments, smallest, largest = self.window_segments(t)
-        full = torch.full((n,), segments, dtype=torch.int64)
-        zero = torch.zeros(n, dtype=torch.int64)
-        window = _uniform_int(torch.full((n,), smallest), torch.full((n,), largest), g)
+        full = torch.full((draws,), segments, dtype=torch.int64)
+        zero = torch.zeros(draws, dtype=torch.int64)
+        window = _uniform_int(torch.full((draws,), smallest), torch.full((draws,), largest), g)
         window_offset = _uniform_int(zero, full - window, g)
         donor = _uniform_int(window, full, g)
         donor_offset = _uniform_int(zero, full - donor, g)
+        global_mix, lam_global, window, window_offset, donor, donor_offset = (
+            self._to_batch(values, n) for values in (global_mix, lam_global, window, window_offset, donor, donor_offset)
+        )
         sampled, pasted = self.choose_combinations(y.cpu(), partner)
 
         frames = self.segment_frames
         joint_mask = self.combinations.joint_masks[pasted]
         local = paste_resized(
-            x, partner, joint_mask, window_offset * frames, window * frames, donor_offset * frames, donor * frames
+            x,
+            partner,
+            joint_mask,
+            window_offset * frames,
+            window * frames,
+            donor_offset * frames,
+            donor * frames,
+            resize=self.donor_resize,
         )
         lam_local = (window * frames * self.combinations.joint_counts[pasted]).to(torch.float64) / (t * v)
         branch = global_mix.to(x.device)[:, None, None, None, None]

@@ -38,16 +38,19 @@ from .plots import GROUP_LABELS, MAX_LABELLED_CLASSES
 
 __all__ = [
     "HEATMAP_FILE",
+    "POLICY_HEATMAP_FILE",
     "SKELETONS_FILE",
     "part_scores_from_table",
     "pick_classes",
     "plot_part_saliency_skeletons",
+    "plot_policy_heatmap",
     "plot_saliency_heatmap",
     "template_pose",
     "write_training_saliency_figures",
 ]
 
 HEATMAP_FILE = "saliency_heatmap.png"
+POLICY_HEATMAP_FILE = "policy_heatmap.png"
 SKELETONS_FILE = "part_saliency.png"
 
 HEATMAP_COLORMAP = "viridis"
@@ -307,6 +310,37 @@ def plot_saliency_heatmap(
     return _save(fig, path)
 
 
+def plot_policy_heatmap(
+    probabilities: np.ndarray,
+    train_counts: Sequence[int],
+    class_names: Sequence[str],
+    combination_names: Sequence[str],
+    path: str | Path,
+    tau: float,
+    title: str = "Mixing policy",
+    many_threshold: int = DEFAULT_MANY_THRESHOLD,
+    few_threshold: int = DEFAULT_FEW_THRESHOLD,
+) -> Path:
+    """Heatmap of the sampling distribution ``(K, S)`` a policy draws part combinations from
+    (rows sum to 1), laid out as :func:`plot_saliency_heatmap`.  The title states the
+    temperature and how sharp the policy is: the mean probability of each class's top
+    combination against the uniform ``1 / S``."""
+    probs = np.asarray(probabilities, dtype=np.float64)
+    top = np.nanmax(probs, axis=1)
+    return plot_saliency_heatmap(
+        probs,
+        train_counts,
+        class_names,
+        combination_names,
+        path,
+        title=f"{title}: softmax(values / {tau:g}); top combination {np.nanmean(top):.2f} on average "
+        f"(max {np.nanmax(top):.2f}, uniform {1 / probs.shape[1]:.2f})",
+        many_threshold=many_threshold,
+        few_threshold=few_threshold,
+        value_label="sampling probability",
+    )
+
+
 # --------------------------------------------------------------------------- skeletons
 
 
@@ -401,8 +435,10 @@ def write_training_saliency_figures(
     out_dir: str | Path,
     many_threshold: int = DEFAULT_MANY_THRESHOLD,
     few_threshold: int = DEFAULT_FEW_THRESHOLD,
+    policy: tuple[np.ndarray, float] | None = None,
 ) -> list[Path]:
-    """Write :data:`HEATMAP_FILE` and :data:`SKELETONS_FILE` for a Shap-Mix run into ``out_dir``.
+    """Write :data:`HEATMAP_FILE` and :data:`SKELETONS_FILE` for a Shap-Mix run into ``out_dir``,
+    and with ``policy`` :data:`POLICY_HEATMAP_FILE`.
 
     Args:
         table_values: ``(K, S)`` online saliency table.
@@ -414,9 +450,11 @@ def write_training_saliency_figures(
         combination_names: ``S`` names, parts joined by ``+`` (``PartCombinations.names``).
         layout: the skeleton layout.
         out_dir: the run directory.
+        policy: ``(probabilities (K, S), tau)``, the sampling distribution the table gives
+            (:func:`plot_policy_heatmap`).
 
     Returns:
-        the two paths written.
+        the paths written.
     """
     layout = get_layout(layout)
     out = Path(out_dir)
@@ -444,4 +482,19 @@ def write_training_saliency_figures(
         train_counts=train_counts,
         value_label=label,
     )
-    return [heatmap, skeletons]
+    written = [heatmap, skeletons]
+    if policy is not None:
+        probabilities, tau = policy
+        written.append(
+            plot_policy_heatmap(
+                probabilities,
+                train_counts,
+                class_names,
+                combination_names,
+                out / POLICY_HEATMAP_FILE,
+                tau,
+                many_threshold=many_threshold,
+                few_threshold=few_threshold,
+            )
+        )
+    return written
