@@ -14,6 +14,10 @@ from hypothesis import strategies as st
 
 from shapmix.data.format import DatasetFormatError, load_dataset
 from shapmix.data.sources import ntu
+from shapmix.data.sources.ntu import convert, parse
+from shapmix.data.sources.ntu.constants import USED_FIELDS
+from shapmix.data.sources.ntu.staging import STAGING_JOURNAL, STAGING_ROWS, STAGING_SUFFIX
+from shapmix.data.sources.ntu.writer import write_skeleton
 
 from helpers import SHARED_DATA
 NTU_DIR = SHARED_DATA / "ntu"
@@ -100,7 +104,7 @@ def test_stage2_and_final_row_equal_reference(group, path, prefix):
 def test_real_files_take_the_fast_path():
     """The vectorised parser handles every real file itself (no silent slow fallback)."""
     for _, path, _ in _reference_cases():
-        assert ntu._fast_fields(path.read_bytes(), str(path), ntu.USED_FIELDS) is not None
+        assert parse._fast_fields(path.read_bytes(), str(path), USED_FIELDS) is not None
 
 
 @needs_data
@@ -125,7 +129,7 @@ def test_unusual_whitespace_is_parsed_identically():
         (data.replace(b"\n-", b"\n  -"), False),
         (data.replace(b"\n0.", b"\n+0."), True),  # explicit plus signs: still the fast path
     ):
-        assert (ntu._fast_fields(variant, "x", ntu.USED_FIELDS) is not None) == fast
+        assert (parse._fast_fields(variant, "x", USED_FIELDS) is not None) == fast
         raw = ntu.parse_skeleton(variant, path.name)
         assert raw.body_ids == expected.body_ids
         for got, want in zip(raw.bodies, expected.bodies):
@@ -255,7 +259,7 @@ def _small_file(tmp_path: Path, frames: int = 3, bodies: int = 1, **kwargs) -> b
     rng = np.random.default_rng(0)
     joints = rng.normal(size=(frames, bodies, 25, 3)).astype(np.float32)
     colors = (rng.random(size=(frames, bodies, 25, 2)) * 1000).astype(np.float32)
-    path = ntu.write_skeleton(
+    path = write_skeleton(
         tmp_path / "S001C001P001R001A001.skeleton", joints,
         [72057594037931101 + b for b in range(bodies)], colors=colors, **kwargs,
     )
@@ -367,7 +371,7 @@ def test_writer_round_trip_is_exact(tmp_path, ending):
     present = rng.random((frames, bodies)) < 0.7
     present[4] = False  # a frame without bodies
     ids = [72057594037931101, 5, 72057594037999999]
-    path = ntu.write_skeleton(tmp_path / "w.skeleton", joints, ids, present=present,
+    path = write_skeleton(tmp_path / "w.skeleton", joints, ids, present=present,
                               colors=colors, line_ending=ending)
     raw = ntu.read_skeleton(path)
     kept = np.flatnonzero(present.any(axis=1))
@@ -383,11 +387,11 @@ def test_writer_round_trip_is_exact(tmp_path, ending):
 
 def test_writer_rejects_bad_input(tmp_path):
     with pytest.raises(ValueError):
-        ntu.write_skeleton(tmp_path / "a", np.zeros((2, 1, 24, 3)), [1])
+        write_skeleton(tmp_path / "a", np.zeros((2, 1, 24, 3)), [1])
     with pytest.raises(ValueError):
-        ntu.write_skeleton(tmp_path / "a", np.zeros((2, 2, 25, 3)), [1])
+        write_skeleton(tmp_path / "a", np.zeros((2, 2, 25, 3)), [1])
     with pytest.raises(ValueError):
-        ntu.write_skeleton(tmp_path / "a", np.full((2, 1, 25, 3), np.nan), [1])
+        write_skeleton(tmp_path / "a", np.full((2, 1, 25, 3), np.nan), [1])
 
 
 # --------------------------------------------------------------------------------------------
@@ -428,7 +432,7 @@ def _check_report(report, output):
     assert f"{BROKEN_NAME}.skeleton:5:" in reason and "12 fields" in reason
     assert len(report.converted) == 8 and report.output == output
     assert BROKEN_NAME in report.summary()
-    assert not Path(f"{output}{ntu.STAGING_SUFFIX}").exists()
+    assert not Path(f"{output}{STAGING_SUFFIX}").exists()
 
 
 def test_convert_to_shapmix_format(raw_copy, tmp_path):
@@ -514,7 +518,7 @@ def test_interrupted_conversion_resumes(raw_copy, tmp_path, monkeypatch):
     clean = tmp_path / "clean"
     ntu.convert_ntu(raw_copy, clean, missing_list=[MISSING_NAME], progress=False)
     out = tmp_path / "resumed"
-    original = ntu._process_task
+    original = convert._process_task
     calls = []
 
     def interrupted(task, **kwargs):
@@ -523,17 +527,17 @@ def test_interrupted_conversion_resumes(raw_copy, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return original(task, **kwargs)
 
-    monkeypatch.setattr(ntu, "_process_task", interrupted)
+    monkeypatch.setattr(convert, "_process_task", interrupted)
     with pytest.raises(KeyboardInterrupt):
         ntu.convert_ntu(raw_copy, out, missing_list=[MISSING_NAME], progress=False)
-    monkeypatch.setattr(ntu, "_process_task", original)
-    staging = Path(f"{out}{ntu.STAGING_SUFFIX}")
-    journal = staging / ntu.STAGING_JOURNAL
+    monkeypatch.setattr(convert, "_process_task", original)
+    staging = Path(f"{out}{STAGING_SUFFIX}")
+    journal = staging / STAGING_JOURNAL
     lines = journal.read_text().splitlines(keepends=True)
     assert len(lines) == 4 and not (out / "meta.json").exists()
     # lose part of the progress: the last journal line, half a line, and a half-written row
     journal.write_text("".join(lines[:3]) + lines[3][:4])
-    with open(staging / ntu.STAGING_ROWS, "ab") as handle:
+    with open(staging / STAGING_ROWS, "ab") as handle:
         handle.write(b"\x00" * 1000)
 
     report = ntu.convert_ntu(raw_copy, out, missing_list=[MISSING_NAME], progress=False)
@@ -548,17 +552,17 @@ def test_interrupted_conversion_resumes(raw_copy, tmp_path, monkeypatch):
 
 def test_changed_settings_restart_instead_of_resuming(raw_copy, tmp_path, monkeypatch):
     out = tmp_path / "out"
-    original = ntu._process_task
+    original = convert._process_task
 
     def interrupted(task, **kwargs):
         if task.name.endswith("A050"):
             raise KeyboardInterrupt
         return original(task, **kwargs)
 
-    monkeypatch.setattr(ntu, "_process_task", interrupted)
+    monkeypatch.setattr(convert, "_process_task", interrupted)
     with pytest.raises(KeyboardInterrupt):
         ntu.convert_ntu(raw_copy, out, progress=False)
-    monkeypatch.setattr(ntu, "_process_task", original)
+    monkeypatch.setattr(convert, "_process_task", original)
     report = ntu.convert_ntu(raw_copy, out, progress=False, fix_upstream_bugs=True)
     assert report.resumed == 0 and len(report.converted) == 9  # no missing list given
     assert load_dataset(out).metadata["fix_upstream_bugs"] is True
@@ -587,7 +591,7 @@ def _seed_file() -> bytes:
     from tempfile import TemporaryDirectory
 
     with TemporaryDirectory() as folder:
-        path = ntu.write_skeleton(Path(folder) / "f.skeleton", joints, [7, 8], present=present,
+        path = write_skeleton(Path(folder) / "f.skeleton", joints, [7, 8], present=present,
                                   digits=4)
         return path.read_bytes()
 
@@ -614,11 +618,11 @@ def test_fuzz_parser_raises_only_format_errors(edits, truncate):
     if truncate is not None:
         data = data[:truncate]
     try:
-        fast = ntu._fast_fields(data, "fuzz", ntu.USED_FIELDS)
+        fast = parse._fast_fields(data, "fuzz", USED_FIELDS)
     except ntu.NTUFormatError:
         fast = None
     try:
-        strict = ntu._strict_fields(ntu._normalise_line_endings(data), "fuzz", ntu.USED_FIELDS)
+        strict = parse._strict_fields(parse._normalise_line_endings(data), "fuzz", USED_FIELDS)
     except ntu.NTUFormatError:
         strict = None
     if fast is not None:  # the fast path never accepts what the strict parser rejects

@@ -32,7 +32,6 @@ Conversion (ST-GCN's ``feeder_kinetics`` convention)
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from functools import partial
@@ -46,9 +45,9 @@ from .common import (
     Sample,
     SkippedFile,
     SourceFormatError,
+    check_json_numbers,
     convert_files,
-    decode_text,
-    is_number,
+    load_json,
     write_samples,
 )
 
@@ -78,16 +77,6 @@ class KineticsLabel:
     label_index: int
 
 
-def _load_json(path: Path) -> Any:
-    text = decode_text(path.read_bytes(), path)
-    if not text.strip():
-        raise SourceFormatError(path, "empty file; expected a json object")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise SourceFormatError(path, f"invalid json ({error.msg})", line=error.lineno) from None
-
-
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -95,7 +84,7 @@ def _is_int(value: Any) -> bool:
 def read_kinetics_labels(path: str | os.PathLike) -> dict[str, KineticsLabel]:
     """Read a ``kinetics_*_label.json`` file: video id -> :class:`KineticsLabel`."""
     path = Path(path)
-    content = _load_json(path)
+    content = load_json(path)
     if not isinstance(content, dict):
         raise SourceFormatError(path, "expected an object {video id: {...}}", where="$")
     labels = {}
@@ -125,11 +114,7 @@ def _check_numbers(values: Any, count: int, path: Path, where: str) -> None:
         raise SourceFormatError(
             path, f"expected a list of {count} numbers, found {found}", where=where
         )
-    for i, value in enumerate(values):
-        if not is_number(value):
-            raise SourceFormatError(
-                path, f"expected a finite number, found {value!r}", where=f"{where}[{i}]"
-            )
+    check_json_numbers(values, path, where)
 
 
 def _as_arrays(
@@ -165,7 +150,7 @@ def read_kinetics_file(
     (e.g. ``data[4].skeleton[1].pose``) of the first problem, or when no frame has a skeleton.
     """
     path = Path(path)
-    content = _load_json(path)
+    content = load_json(path)
     if not isinstance(content, dict):
         raise SourceFormatError(
             path, f"expected a json object, found {type(content).__name__}", where="$"

@@ -58,7 +58,7 @@ import numpy as np
 
 from ...skeleton.layouts import get_layout
 from ..format import DatasetFormatError, SkeletonData
-from .common import Sample, SkippedFile, SourceFormatError, write_samples
+from .common import Sample, SkippedFile, SourceFormatError, skip_reason, write_samples
 
 __all__ = [
     "UnsafePickleError",
@@ -400,8 +400,7 @@ def convert_pyskl(
             elif these != channels:
                 raise ValueError(f"channels {these} differ from the first annotation's {channels}")
         except (ValueError, TypeError, IndexError, KeyError, OSError, DatasetFormatError) as error:
-            reason = error.what if isinstance(error, SourceFormatError) else str(error)
-            skipped.append(SkippedFile(where, reason))
+            skipped.append(SkippedFile(where, skip_reason(error)))
             continue
         samples.append(Sample(name, array[..., :num_person], label))
     if not samples:
