@@ -162,8 +162,30 @@ def read_kinetics_file(
     if label_index is not None and (not _is_int(label_index) or label_index < 0):
         raise SourceFormatError(path, "expected a non-negative integer", where="label_index")
 
-    places: list[str] = []  # json path of every skeleton, for error messages
-    kept: list[tuple[int, int]] = []  # (time step, person slot) of each skeleton, or (-1, -1)
+    places, kept, poses, scores = _gather_skeletons(
+        frames, path, max_frames, num_person_in, frame_index_base
+    )
+    xy, conf = _as_arrays(poses, scores, places, path)
+    data = _person_array(xy, conf, kept, max_frames, num_person_in, num_person_out, center)
+    frame_has_data = data.reshape(NUM_CHANNELS, max_frames, -1).any(axis=(0, 2))
+    if not frame_has_data.any():
+        raise SourceFormatError(path, f"no skeleton in the first {max_frames} frames", where="data")
+    length = int(np.flatnonzero(frame_has_data)[-1]) + 1
+    return data[:, :length], label_index
+
+
+def _gather_skeletons(
+    frames: list, path: Path, max_frames: int, num_person_in: int, frame_index_base: int
+) -> tuple[list[str], list[tuple[int, int]], list[list], list[list]]:
+    """Walk a video's ``data`` list: ``(places, kept, poses, scores)``, one entry per skeleton.
+
+    ``places`` is the json path of each skeleton (for error messages), ``kept`` its
+    ``(time step, person slot)`` or ``(-1, -1)`` when it lies beyond ``max_frames`` or
+    ``num_person_in``; ``poses`` and ``scores`` are its lists as found (their lengths checked,
+    their values not yet).  Every structural problem is an error naming its json path.
+    """
+    places: list[str] = []
+    kept: list[tuple[int, int]] = []
     poses: list[list] = []
     scores: list[list] = []
     seen: dict[int, int] = {}
@@ -201,8 +223,21 @@ def read_kinetics_file(
             kept.append((step, m) if step < max_frames and m < num_person_in else (-1, -1))
             poses.append(pose)
             scores.append(score)
-    xy, conf = _as_arrays(poses, scores, places, path)
+    return places, kept, poses, scores
 
+
+def _person_array(
+    xy: np.ndarray,
+    conf: np.ndarray,
+    kept: list[tuple[int, int]],
+    max_frames: int,
+    num_person_in: int,
+    num_person_out: int,
+    center: bool,
+) -> np.ndarray:
+    """``(3, max_frames, 18, num_person_out)`` float32: the kept skeletons' ``x, y, score`` at
+    their time steps and slots, centred (when ``center``), then per frame the persons sorted by
+    descending total score and the first ``num_person_out`` kept (ST-GCN's feeder)."""
     data = np.zeros((NUM_CHANNELS, max_frames, NUM_JOINTS, num_person_in), dtype=np.float32)
     if kept:
         steps, persons = np.array(kept).T
@@ -218,12 +253,7 @@ def read_kinetics_file(
         data[0][absent] = 0
         data[1][absent] = 0
     order = np.argsort(-data[2].sum(axis=1), axis=1, kind="stable")  # (T, M_in)
-    data = np.take_along_axis(data, order[None, :, None, :], axis=3)[..., :num_person_out]
-    frame_has_data = data.reshape(NUM_CHANNELS, max_frames, -1).any(axis=(0, 2))
-    if not frame_has_data.any():
-        raise SourceFormatError(path, f"no skeleton in the first {max_frames} frames", where="data")
-    length = int(np.flatnonzero(frame_has_data)[-1]) + 1
-    return data[:, :length], label_index
+    return np.take_along_axis(data, order[None, :, None, :], axis=3)[..., :num_person_out]
 
 
 def _read_video(

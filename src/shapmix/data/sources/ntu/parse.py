@@ -140,79 +140,29 @@ def _walk_structure(line_at: Callable[[int], bytes], num_lines: int, path: str) 
     the body ids and that nothing but blank lines follows the declared frames (trailing blank
     lines are not content: running out of lines reads "file ends early").
     """
-
     while num_lines and not line_at(num_lines - 1).strip():
         num_lines -= 1  # trailing blank lines (and the empty "line" after the last newline)
     if num_lines == 0:
         raise NTUFormatError(path, 1, "empty file: expected the number of frames")
-
-    def count_at(index: int, what: str) -> int:
-        if index >= num_lines:
-            raise NTUFormatError(path, index + 1, f"file ends early: expected {what}")
-        text = line_at(index).strip()
-        if not text.isdigit() or len(text) > MAX_COUNT_DIGITS:
-            raise NTUFormatError(
-                path, index + 1,
-                f"expected {what} (an integer of at most {MAX_COUNT_DIGITS} digits), "
-                f"got {_snippet(text)}",
-            )
-        return int(text)
-
-    num_frames = count_at(0, "the number of frames")
+    lines = _Lines(line_at, num_lines, path)
+    num_frames = lines.count(0, "the number of frames")
     if num_frames == 0:
         raise NTUFormatError(path, 1, "the file declares 0 frames")
-    frames_drop: list[int] = []
-    occ_frame: list[int] = []
-    occ_body: list[str] = []
-    occ_info_line: list[int] = []
+    structure = _Structure(num_frames, [], [], [], [])
     line = 1
     kept = 0
     for frame in range(num_frames):
-        num_bodies = count_at(line, f"the number of bodies of frame {frame + 1} of {num_frames}")
+        num_bodies = lines.count(line, f"the number of bodies of frame {frame + 1} of {num_frames}")
         line += 1
         if num_bodies == 0:
-            frames_drop.append(frame)
+            structure.frames_drop.append(frame)
             continue
         seen: set[str] = set()
         for body in range(num_bodies):
-            if line >= num_lines:
-                raise NTUFormatError(
-                    path, line + 1,
-                    f"file ends early: expected the info line of body {body + 1} of "
-                    f"{num_bodies} in frame {frame + 1}",
-                )
-            fields = line_at(line).split()
-            if not fields:
-                raise NTUFormatError(
-                    path, line + 1,
-                    f"expected a body info line ({BODY_INFO_FIELDS} fields, the body id "
-                    "first), got an empty line",
-                )
-            try:
-                body_id = fields[0].decode("ascii")
-            except UnicodeDecodeError:
-                raise NTUFormatError(
-                    path, line + 1, f"expected a body id, got {_snippet(fields[0])}"
-                ) from None
-            if body_id in seen:
-                raise NTUFormatError(
-                    path, line + 1, f"body id {body_id} appears twice in frame {frame + 1}"
-                )
-            seen.add(body_id)
-            joints = count_at(line + 1, "the joint count")
-            if joints != NUM_JOINTS:
-                raise NTUFormatError(
-                    path, line + 2, f"expected the joint count {NUM_JOINTS}, got {joints}"
-                )
-            if line + LINES_PER_BODY > num_lines:
-                raise NTUFormatError(
-                    path, num_lines + 1,
-                    f"file ends early (truncated mid-frame): frame {frame + 1} body "
-                    f"{body + 1} needs {NUM_JOINTS} joint lines from line {line + 3}",
-                )
-            occ_frame.append(kept)
-            occ_body.append(body_id)
-            occ_info_line.append(line)
+            body_id = _body_at(lines, line, frame, body, num_bodies, seen)
+            structure.occ_frame.append(kept)
+            structure.occ_body.append(body_id)
+            structure.occ_info_line.append(line)
             line += LINES_PER_BODY
         kept += 1
     if line < num_lines:
@@ -221,9 +171,77 @@ def _walk_structure(line_at: Callable[[int], bytes], num_lines: int, path: str) 
             f"the file declares {num_frames} frames but content continues: "
             f"{_snippet(line_at(line))}",
         )
-    if not occ_frame:
+    if not structure.occ_frame:
         raise NTUFormatError(path, 1, f"all {num_frames} frames have 0 bodies")
-    return _Structure(num_frames, frames_drop, occ_frame, occ_body, occ_info_line)
+    return structure
+
+
+@dataclass(frozen=True)
+class _Lines:
+    """The lines of one file: ``line_at(i)`` (0-based, without line ending), the first
+    ``num_lines`` of them (trailing blank lines left out), and the file's name for errors."""
+
+    line_at: Callable[[int], bytes]
+    num_lines: int
+    path: str
+
+    def count(self, index: int, what: str) -> int:
+        """The count on line ``index``, or an error saying it should be ``what``."""
+        if index >= self.num_lines:
+            raise NTUFormatError(self.path, index + 1, f"file ends early: expected {what}")
+        text = self.line_at(index).strip()
+        if not text.isdigit() or len(text) > MAX_COUNT_DIGITS:
+            raise NTUFormatError(
+                self.path, index + 1,
+                f"expected {what} (an integer of at most {MAX_COUNT_DIGITS} digits), "
+                f"got {_snippet(text)}",
+            )
+        return int(text)
+
+
+def _body_at(
+    lines: _Lines, line: int, frame: int, body: int, num_bodies: int, seen: set[str]
+) -> str:
+    """The id of body ``body`` of frame ``frame``, whose info line is ``line`` (0-based), added
+    to ``seen`` (the frame's ids so far) after checking that it is new, its joint count and
+    that its joint lines are all there."""
+    path = lines.path
+    if line >= lines.num_lines:
+        raise NTUFormatError(
+            path, line + 1,
+            f"file ends early: expected the info line of body {body + 1} of "
+            f"{num_bodies} in frame {frame + 1}",
+        )
+    fields = lines.line_at(line).split()
+    if not fields:
+        raise NTUFormatError(
+            path, line + 1,
+            f"expected a body info line ({BODY_INFO_FIELDS} fields, the body id "
+            "first), got an empty line",
+        )
+    try:
+        body_id = fields[0].decode("ascii")
+    except UnicodeDecodeError:
+        raise NTUFormatError(
+            path, line + 1, f"expected a body id, got {_snippet(fields[0])}"
+        ) from None
+    if body_id in seen:
+        raise NTUFormatError(
+            path, line + 1, f"body id {body_id} appears twice in frame {frame + 1}"
+        )
+    seen.add(body_id)
+    joints = lines.count(line + 1, "the joint count")
+    if joints != NUM_JOINTS:
+        raise NTUFormatError(
+            path, line + 2, f"expected the joint count {NUM_JOINTS}, got {joints}"
+        )
+    if line + LINES_PER_BODY > lines.num_lines:
+        raise NTUFormatError(
+            path, lines.num_lines + 1,
+            f"file ends early (truncated mid-frame): frame {frame + 1} body "
+            f"{body + 1} needs {NUM_JOINTS} joint lines from line {line + 3}",
+        )
+    return body_id
 
 
 def _joint_line_indices(structure: _Structure) -> np.ndarray:
