@@ -578,6 +578,118 @@ def test_convert_rejects_bad_arguments(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------
+# A generated corpus: runs everywhere (no ../shared), values computed here independently
+# --------------------------------------------------------------------------------------------
+
+SPINE_MIDDLE = 1  # stage 3's origin joint (Kinect v2 joint 2)
+CORPUS_FRAMES = 300  # rows of a converted sample
+
+
+def _person(rng: np.random.Generator, frames: int, height: float, sway: float) -> np.ndarray:
+    """``(frames, 25, 3)`` float32 joints of a standing body: taller (y) than wide (x), so no
+    frame is spread-noisy; ``sway`` sets how much it moves (its motion)."""
+    rest = np.stack([rng.uniform(-0.25, 0.25, 25), rng.uniform(-height, height, 25),
+                     rng.uniform(2.9, 3.1, 25)], axis=-1)
+    return (rest + sway * rng.normal(size=(frames, 25, 3))).astype(np.float32)
+
+
+def _clutter(rng: np.random.Generator, frames: int, width: float, height: float) -> np.ndarray:
+    """``(frames, 25, 3)`` float32 joints of a noise body with far more motion than the
+    persons (kept by mistake, it would become actor 1); wider than 0.8 times its height, every
+    frame of it is spread-noisy."""
+    rest = np.stack([rng.uniform(-width, width, 25), rng.uniform(-height, height, 25),
+                     rng.uniform(2.0, 4.0, 25)], axis=-1)
+    return (rest + 0.3 * rng.normal(size=(frames, 25, 3))).astype(np.float32)
+
+
+def _expected_sample(actor1: np.ndarray, actor2: np.ndarray | None = None,
+                     actor2_start: int = 0) -> np.ndarray:
+    """The project-format ``(3, 300, 25, 2)`` sample of one or two actors (``(T, 25, 3)``
+    joints; actor 2 from row ``actor2_start``), computed directly: every coordinate minus
+    actor 1's spine middle in its first frame, absent frames zero."""
+    origin = actor1[0, SPINE_MIDDLE]
+    sample = np.zeros((3, CORPUS_FRAMES, 25, 2), dtype=np.float32)
+    sample[:, : len(actor1), :, 0] = (actor1 - origin).transpose(2, 0, 1)
+    if actor2 is not None:
+        rows = slice(actor2_start, actor2_start + len(actor2))
+        sample[:, rows, :, 1] = (actor2 - origin).transpose(2, 0, 1)
+    return sample
+
+
+def _write_corpus(folder: Path) -> dict[str, tuple[np.ndarray, int]]:
+    """Three ``.skeleton`` files and the ``(sample, length)`` each must convert to.
+
+    * ``S001C001P001R001A001``: one body, 21 frames, frame 7 empty (dropped: 20 rows);
+    * ``S001C002P002R001A002``: one person, absent in frames 10-11, and a 5-frame noise body
+      over frames 9-13 (at most 11 frames: dropped; the rows where nobody is left go);
+    * ``S001C001P003R001A050``: two persons (the second from frame 3 on, zero before), a
+      5-frame noise body and a 15-frame spread-noisy body (x-range > 0.8 y-range: dropped).
+
+    Each noise body fails one test only (length or spread), so each test is checked.
+    """
+    folder.mkdir()
+    rng = np.random.default_rng(7)
+    expected = {}
+
+    single = _person(rng, 21, height=0.8, sway=0.02)
+    present = np.ones((21, 1), dtype=bool)
+    present[7] = False
+    write_skeleton(folder / "S001C001P001R001A001.skeleton", single[:, None], [11], present)
+    expected["S001C001P001R001A001"] = (_expected_sample(np.delete(single, 7, axis=0)), 20)
+
+    person = _person(rng, 25, height=0.8, sway=0.02)
+    noise = _clutter(rng, 25, width=0.5, height=3.0)  # not spread-noisy: only too short
+    present = np.zeros((25, 2), dtype=bool)
+    present[:, 0] = True
+    present[10:12, 0] = False
+    present[9:14, 1] = True
+    write_skeleton(folder / "S001C002P002R001A002.skeleton", np.stack([person, noise], axis=1),
+                   [21, 22], present)
+    kept = np.flatnonzero(present[:, 0])
+    expected["S001C002P002R001A002"] = (_expected_sample(person[kept]), kept.size)
+
+    frames = 30
+    first = _person(rng, frames, height=0.9, sway=0.05)  # more motion: actor 1
+    second = _person(rng, frames, height=0.7, sway=0.01)
+    short_noise = _clutter(rng, frames, width=0.5, height=3.0)
+    spread_noise = _clutter(rng, frames, width=1.5, height=0.2)
+    present = np.zeros((frames, 4), dtype=bool)
+    present[:, 0] = True
+    present[3:, 1] = True
+    present[12:17, 2] = True
+    present[10:25, 3] = True
+    write_skeleton(folder / "S001C001P003R001A050.skeleton",
+                   np.stack([first, second, short_noise, spread_noise], axis=1),
+                   [101, 102, 103, 104], present)
+    expected["S001C001P003R001A050"] = (_expected_sample(first, second[3:], 3), frames)
+    return expected
+
+
+def test_generated_corpus_converts_to_independently_computed_arrays(tmp_path):
+    """Denoising drops the noise bodies (too short, or spread-noisy), actor 1 is the body
+    with the most motion, stage 3 translates by actor 1's first spine middle and keeps an absent
+    actor zero; the dataset holds exactly those arrays, lengths, labels and xsub splits."""
+    expected = _write_corpus(tmp_path / "raw")
+    out = tmp_path / "ntu60"
+    report = ntu.convert_ntu(tmp_path / "raw", out, progress=False)
+    assert report.failures == [] and report.converted == sorted(expected)
+    dataset = load_dataset(out)
+    assert dataset.names == sorted(expected) and dataset.shape == (3, 3, CORPUS_FRAMES, 25, 2)
+    for i, name in enumerate(dataset.names):
+        sample, length = expected[name]
+        np.testing.assert_array_equal(dataset.data[i], sample, err_msg=name)
+        assert dataset.lengths[i] == length
+        assert dataset.labels[i] == int(name[-3:]) - 1
+    assert dataset.splits == {
+        "train": ["S001C001P001R001A001", "S001C002P002R001A002"],
+        "test": ["S001C001P003R001A050"],
+    }
+    two = ntu.process_skeleton(tmp_path / "raw" / "S001C001P003R001A050.skeleton")
+    assert (two.denoised.actor1_ids, two.denoised.actor2_ids) == (["101"], ["102"])
+    assert sorted(two.denoised.discarded_ids) == ["103", "104"]
+
+
+# --------------------------------------------------------------------------------------------
 # Fuzzing
 # --------------------------------------------------------------------------------------------
 
