@@ -104,7 +104,6 @@ class ConversionReport:
         return "\n".join(lines)
 
 
-
 @dataclass(frozen=True)
 class _Task:
     """One file for a worker: its position among the candidates, sample name and path."""
@@ -112,7 +111,6 @@ class _Task:
     index: int
     name: str
     path: str
-
 
 
 def _guarded(task: _Task, compute: Callable[[], tuple[np.ndarray, str]]) -> StagedResult:
@@ -223,7 +221,6 @@ def _run_tasks(
         return
     with multiprocessing.Pool(min(workers, len(tasks))) as pool:
         yield from pool.imap(worker, tasks, chunksize=chunksize)
-
 
 
 def convert_ntu(

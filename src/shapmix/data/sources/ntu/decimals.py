@@ -145,4 +145,3 @@ def parse_decimals(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.
             return None
         integer[row] = value
     return integer
-

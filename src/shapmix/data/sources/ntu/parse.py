@@ -250,7 +250,6 @@ def _joint_line_indices(structure: _Structure) -> np.ndarray:
     return (first[:, None] + np.arange(NUM_JOINTS, dtype=np.int64)).ravel()
 
 
-
 def _fast_fields(
     text: bytes, path: str, fields: tuple[int, ...]
 ) -> tuple[_Structure, np.ndarray] | None:
