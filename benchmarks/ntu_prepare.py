@@ -1,7 +1,8 @@
 """Benchmark the NTU RGB+D preprocessing (``shapmix.data.sources.ntu``).
 
 1. Builds a corpus of ``.skeleton`` files from the real raw files in ``../shared/data/ntu``:
-   ``--mode rewrite`` parses each source and writes it back with ``write_skeleton`` (shifted by
+   ``--mode rewrite`` parses each source and writes it back with ``write_skeleton``
+   (``shapmix.data.sources.ntu.writer``, the package's corpus writer; shifted by
    a small per-file translation so every file differs); ``--mode copy`` copies the bytes under
    new valid sample names.  ``--count`` files (default 200); ``--full`` makes 56,880 (copies).
 2. Times the per-file compute (parse + denoise + align, files already in memory) of shapmix's
@@ -28,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from shapmix.data.sources import ntu
+from shapmix.data.sources.ntu.writer import write_skeleton
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RAW = REPO_ROOT.parent / "shared" / "data" / "ntu" / "raw"
@@ -215,7 +217,7 @@ def rewrite(raw: ntu.RawSkeleton, path: Path, shift: float) -> None:
         joints[rows, b] = body.joints + np.float32(shift)
         colors[rows, b] = body.colors
         present[rows, b] = True
-    ntu.write_skeleton(path, joints, raw.body_ids, present=present, colors=colors)
+    write_skeleton(path, joints, raw.body_ids, present=present, colors=colors)
 
 
 def build_corpus(raw_dir: Path, out_dir: Path, count: int, mode: str) -> list[Path]:

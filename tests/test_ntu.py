@@ -14,6 +14,10 @@ from hypothesis import strategies as st
 
 from shapmix.data.format import DatasetFormatError, load_dataset
 from shapmix.data.sources import ntu
+from shapmix.data.sources.ntu import convert, parse
+from shapmix.data.sources.ntu.constants import USED_FIELDS
+from shapmix.data.sources.ntu.staging import STAGING_JOURNAL, STAGING_ROWS, STAGING_SUFFIX
+from shapmix.data.sources.ntu.writer import write_skeleton
 
 from helpers import SHARED_DATA
 NTU_DIR = SHARED_DATA / "ntu"
@@ -100,7 +104,7 @@ def test_stage2_and_final_row_equal_reference(group, path, prefix):
 def test_real_files_take_the_fast_path():
     """The vectorised parser handles every real file itself (no silent slow fallback)."""
     for _, path, _ in _reference_cases():
-        assert ntu._fast_fields(path.read_bytes(), str(path), ntu.USED_FIELDS) is not None
+        assert parse._fast_fields(path.read_bytes(), str(path), USED_FIELDS) is not None
 
 
 @needs_data
@@ -125,7 +129,7 @@ def test_unusual_whitespace_is_parsed_identically():
         (data.replace(b"\n-", b"\n  -"), False),
         (data.replace(b"\n0.", b"\n+0."), True),  # explicit plus signs: still the fast path
     ):
-        assert (ntu._fast_fields(variant, "x", ntu.USED_FIELDS) is not None) == fast
+        assert (parse._fast_fields(variant, "x", USED_FIELDS) is not None) == fast
         raw = ntu.parse_skeleton(variant, path.name)
         assert raw.body_ids == expected.body_ids
         for got, want in zip(raw.bodies, expected.bodies):
@@ -255,7 +259,7 @@ def _small_file(tmp_path: Path, frames: int = 3, bodies: int = 1, **kwargs) -> b
     rng = np.random.default_rng(0)
     joints = rng.normal(size=(frames, bodies, 25, 3)).astype(np.float32)
     colors = (rng.random(size=(frames, bodies, 25, 2)) * 1000).astype(np.float32)
-    path = ntu.write_skeleton(
+    path = write_skeleton(
         tmp_path / "S001C001P001R001A001.skeleton", joints,
         [72057594037931101 + b for b in range(bodies)], colors=colors, **kwargs,
     )
@@ -367,7 +371,7 @@ def test_writer_round_trip_is_exact(tmp_path, ending):
     present = rng.random((frames, bodies)) < 0.7
     present[4] = False  # a frame without bodies
     ids = [72057594037931101, 5, 72057594037999999]
-    path = ntu.write_skeleton(tmp_path / "w.skeleton", joints, ids, present=present,
+    path = write_skeleton(tmp_path / "w.skeleton", joints, ids, present=present,
                               colors=colors, line_ending=ending)
     raw = ntu.read_skeleton(path)
     kept = np.flatnonzero(present.any(axis=1))
@@ -383,11 +387,11 @@ def test_writer_round_trip_is_exact(tmp_path, ending):
 
 def test_writer_rejects_bad_input(tmp_path):
     with pytest.raises(ValueError):
-        ntu.write_skeleton(tmp_path / "a", np.zeros((2, 1, 24, 3)), [1])
+        write_skeleton(tmp_path / "a", np.zeros((2, 1, 24, 3)), [1])
     with pytest.raises(ValueError):
-        ntu.write_skeleton(tmp_path / "a", np.zeros((2, 2, 25, 3)), [1])
+        write_skeleton(tmp_path / "a", np.zeros((2, 2, 25, 3)), [1])
     with pytest.raises(ValueError):
-        ntu.write_skeleton(tmp_path / "a", np.full((2, 1, 25, 3), np.nan), [1])
+        write_skeleton(tmp_path / "a", np.full((2, 1, 25, 3), np.nan), [1])
 
 
 # --------------------------------------------------------------------------------------------
@@ -428,7 +432,7 @@ def _check_report(report, output):
     assert f"{BROKEN_NAME}.skeleton:5:" in reason and "12 fields" in reason
     assert len(report.converted) == 8 and report.output == output
     assert BROKEN_NAME in report.summary()
-    assert not Path(f"{output}{ntu.STAGING_SUFFIX}").exists()
+    assert not Path(f"{output}{STAGING_SUFFIX}").exists()
 
 
 def test_convert_to_shapmix_format(raw_copy, tmp_path):
@@ -514,7 +518,7 @@ def test_interrupted_conversion_resumes(raw_copy, tmp_path, monkeypatch):
     clean = tmp_path / "clean"
     ntu.convert_ntu(raw_copy, clean, missing_list=[MISSING_NAME], progress=False)
     out = tmp_path / "resumed"
-    original = ntu._process_task
+    original = convert._process_task
     calls = []
 
     def interrupted(task, **kwargs):
@@ -523,17 +527,17 @@ def test_interrupted_conversion_resumes(raw_copy, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return original(task, **kwargs)
 
-    monkeypatch.setattr(ntu, "_process_task", interrupted)
+    monkeypatch.setattr(convert, "_process_task", interrupted)
     with pytest.raises(KeyboardInterrupt):
         ntu.convert_ntu(raw_copy, out, missing_list=[MISSING_NAME], progress=False)
-    monkeypatch.setattr(ntu, "_process_task", original)
-    staging = Path(f"{out}{ntu.STAGING_SUFFIX}")
-    journal = staging / ntu.STAGING_JOURNAL
+    monkeypatch.setattr(convert, "_process_task", original)
+    staging = Path(f"{out}{STAGING_SUFFIX}")
+    journal = staging / STAGING_JOURNAL
     lines = journal.read_text().splitlines(keepends=True)
     assert len(lines) == 4 and not (out / "meta.json").exists()
     # lose part of the progress: the last journal line, half a line, and a half-written row
     journal.write_text("".join(lines[:3]) + lines[3][:4])
-    with open(staging / ntu.STAGING_ROWS, "ab") as handle:
+    with open(staging / STAGING_ROWS, "ab") as handle:
         handle.write(b"\x00" * 1000)
 
     report = ntu.convert_ntu(raw_copy, out, missing_list=[MISSING_NAME], progress=False)
@@ -548,17 +552,17 @@ def test_interrupted_conversion_resumes(raw_copy, tmp_path, monkeypatch):
 
 def test_changed_settings_restart_instead_of_resuming(raw_copy, tmp_path, monkeypatch):
     out = tmp_path / "out"
-    original = ntu._process_task
+    original = convert._process_task
 
     def interrupted(task, **kwargs):
         if task.name.endswith("A050"):
             raise KeyboardInterrupt
         return original(task, **kwargs)
 
-    monkeypatch.setattr(ntu, "_process_task", interrupted)
+    monkeypatch.setattr(convert, "_process_task", interrupted)
     with pytest.raises(KeyboardInterrupt):
         ntu.convert_ntu(raw_copy, out, progress=False)
-    monkeypatch.setattr(ntu, "_process_task", original)
+    monkeypatch.setattr(convert, "_process_task", original)
     report = ntu.convert_ntu(raw_copy, out, progress=False, fix_upstream_bugs=True)
     assert report.resumed == 0 and len(report.converted) == 9  # no missing list given
     assert load_dataset(out).metadata["fix_upstream_bugs"] is True
@@ -571,6 +575,118 @@ def test_convert_rejects_bad_arguments(tmp_path):
         ntu.convert_ntu(tmp_path, tmp_path / "o", fmt="hdf5")
     with pytest.raises(FileNotFoundError):
         ntu.convert_ntu(tmp_path / "absent", tmp_path / "o")
+
+
+# --------------------------------------------------------------------------------------------
+# A generated corpus: runs everywhere (no ../shared), values computed here independently
+# --------------------------------------------------------------------------------------------
+
+SPINE_MIDDLE = 1  # stage 3's origin joint (Kinect v2 joint 2)
+CORPUS_FRAMES = 300  # rows of a converted sample
+
+
+def _person(rng: np.random.Generator, frames: int, height: float, sway: float) -> np.ndarray:
+    """``(frames, 25, 3)`` float32 joints of a standing body: taller (y) than wide (x), so no
+    frame is spread-noisy; ``sway`` sets how much it moves (its motion)."""
+    rest = np.stack([rng.uniform(-0.25, 0.25, 25), rng.uniform(-height, height, 25),
+                     rng.uniform(2.9, 3.1, 25)], axis=-1)
+    return (rest + sway * rng.normal(size=(frames, 25, 3))).astype(np.float32)
+
+
+def _clutter(rng: np.random.Generator, frames: int, width: float, height: float) -> np.ndarray:
+    """``(frames, 25, 3)`` float32 joints of a noise body with far more motion than the
+    persons (kept by mistake, it would become actor 1); wider than 0.8 times its height, every
+    frame of it is spread-noisy."""
+    rest = np.stack([rng.uniform(-width, width, 25), rng.uniform(-height, height, 25),
+                     rng.uniform(2.0, 4.0, 25)], axis=-1)
+    return (rest + 0.3 * rng.normal(size=(frames, 25, 3))).astype(np.float32)
+
+
+def _expected_sample(actor1: np.ndarray, actor2: np.ndarray | None = None,
+                     actor2_start: int = 0) -> np.ndarray:
+    """The project-format ``(3, 300, 25, 2)`` sample of one or two actors (``(T, 25, 3)``
+    joints; actor 2 from row ``actor2_start``), computed directly: every coordinate minus
+    actor 1's spine middle in its first frame, absent frames zero."""
+    origin = actor1[0, SPINE_MIDDLE]
+    sample = np.zeros((3, CORPUS_FRAMES, 25, 2), dtype=np.float32)
+    sample[:, : len(actor1), :, 0] = (actor1 - origin).transpose(2, 0, 1)
+    if actor2 is not None:
+        rows = slice(actor2_start, actor2_start + len(actor2))
+        sample[:, rows, :, 1] = (actor2 - origin).transpose(2, 0, 1)
+    return sample
+
+
+def _write_corpus(folder: Path) -> dict[str, tuple[np.ndarray, int]]:
+    """Three ``.skeleton`` files and the ``(sample, length)`` each must convert to.
+
+    * ``S001C001P001R001A001``: one body, 21 frames, frame 7 empty (dropped: 20 rows);
+    * ``S001C002P002R001A002``: one person, absent in frames 10-11, and a 5-frame noise body
+      over frames 9-13 (at most 11 frames: dropped; the rows where nobody is left go);
+    * ``S001C001P003R001A050``: two persons (the second from frame 3 on, zero before), a
+      5-frame noise body and a 15-frame spread-noisy body (x-range > 0.8 y-range: dropped).
+
+    Each noise body fails one test only (length or spread), so each test is checked.
+    """
+    folder.mkdir()
+    rng = np.random.default_rng(7)
+    expected = {}
+
+    single = _person(rng, 21, height=0.8, sway=0.02)
+    present = np.ones((21, 1), dtype=bool)
+    present[7] = False
+    write_skeleton(folder / "S001C001P001R001A001.skeleton", single[:, None], [11], present)
+    expected["S001C001P001R001A001"] = (_expected_sample(np.delete(single, 7, axis=0)), 20)
+
+    person = _person(rng, 25, height=0.8, sway=0.02)
+    noise = _clutter(rng, 25, width=0.5, height=3.0)  # not spread-noisy: only too short
+    present = np.zeros((25, 2), dtype=bool)
+    present[:, 0] = True
+    present[10:12, 0] = False
+    present[9:14, 1] = True
+    write_skeleton(folder / "S001C002P002R001A002.skeleton", np.stack([person, noise], axis=1),
+                   [21, 22], present)
+    kept = np.flatnonzero(present[:, 0])
+    expected["S001C002P002R001A002"] = (_expected_sample(person[kept]), kept.size)
+
+    frames = 30
+    first = _person(rng, frames, height=0.9, sway=0.05)  # more motion: actor 1
+    second = _person(rng, frames, height=0.7, sway=0.01)
+    short_noise = _clutter(rng, frames, width=0.5, height=3.0)
+    spread_noise = _clutter(rng, frames, width=1.5, height=0.2)
+    present = np.zeros((frames, 4), dtype=bool)
+    present[:, 0] = True
+    present[3:, 1] = True
+    present[12:17, 2] = True
+    present[10:25, 3] = True
+    write_skeleton(folder / "S001C001P003R001A050.skeleton",
+                   np.stack([first, second, short_noise, spread_noise], axis=1),
+                   [101, 102, 103, 104], present)
+    expected["S001C001P003R001A050"] = (_expected_sample(first, second[3:], 3), frames)
+    return expected
+
+
+def test_generated_corpus_converts_to_independently_computed_arrays(tmp_path):
+    """Denoising drops the noise bodies (too short, or spread-noisy), actor 1 is the body
+    with the most motion, stage 3 translates by actor 1's first spine middle and keeps an absent
+    actor zero; the dataset holds exactly those arrays, lengths, labels and xsub splits."""
+    expected = _write_corpus(tmp_path / "raw")
+    out = tmp_path / "ntu60"
+    report = ntu.convert_ntu(tmp_path / "raw", out, progress=False)
+    assert report.failures == [] and report.converted == sorted(expected)
+    dataset = load_dataset(out)
+    assert dataset.names == sorted(expected) and dataset.shape == (3, 3, CORPUS_FRAMES, 25, 2)
+    for i, name in enumerate(dataset.names):
+        sample, length = expected[name]
+        np.testing.assert_array_equal(dataset.data[i], sample, err_msg=name)
+        assert dataset.lengths[i] == length
+        assert dataset.labels[i] == int(name[-3:]) - 1
+    assert dataset.splits == {
+        "train": ["S001C001P001R001A001", "S001C002P002R001A002"],
+        "test": ["S001C001P003R001A050"],
+    }
+    two = ntu.process_skeleton(tmp_path / "raw" / "S001C001P003R001A050.skeleton")
+    assert (two.denoised.actor1_ids, two.denoised.actor2_ids) == (["101"], ["102"])
+    assert sorted(two.denoised.discarded_ids) == ["103", "104"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -587,7 +703,7 @@ def _seed_file() -> bytes:
     from tempfile import TemporaryDirectory
 
     with TemporaryDirectory() as folder:
-        path = ntu.write_skeleton(Path(folder) / "f.skeleton", joints, [7, 8], present=present,
+        path = write_skeleton(Path(folder) / "f.skeleton", joints, [7, 8], present=present,
                                   digits=4)
         return path.read_bytes()
 
@@ -614,11 +730,11 @@ def test_fuzz_parser_raises_only_format_errors(edits, truncate):
     if truncate is not None:
         data = data[:truncate]
     try:
-        fast = ntu._fast_fields(data, "fuzz", ntu.USED_FIELDS)
+        fast = parse._fast_fields(data, "fuzz", USED_FIELDS)
     except ntu.NTUFormatError:
         fast = None
     try:
-        strict = ntu._strict_fields(ntu._normalise_line_endings(data), "fuzz", ntu.USED_FIELDS)
+        strict = parse._strict_fields(parse._normalise_line_endings(data), "fuzz", USED_FIELDS)
     except ntu.NTUFormatError:
         strict = None
     if fast is not None:  # the fast path never accepts what the strict parser rejects

@@ -18,6 +18,7 @@ from shapmix.cli import main
 from shapmix.data.format import load_dataset, write_dataset
 from shapmix.data.longtail import longtail_counts
 from shapmix.data.sources import ntu
+from shapmix.data.sources.ntu import convert as ntu_convert
 from shapmix.data.sources.pyskl import read_pyskl
 
 SUBCOMMANDS = (
@@ -146,7 +147,7 @@ def test_interrupted_pyskl_conversion_resumes(tmp_path, capsys, monkeypatch):
     out = tmp_path / "ntu60_3danno.pkl"
     argv = ("ntu60", "--raw", folder, "--out", out, "--format", "pyskl", "--workers", 1,
             "--no-progress")
-    original = ntu._process_pyskl_task
+    original = ntu_convert._process_pyskl_task
     calls = []
 
     def interrupted(task):
@@ -155,10 +156,10 @@ def test_interrupted_pyskl_conversion_resumes(tmp_path, capsys, monkeypatch):
             raise KeyboardInterrupt
         return original(task)
 
-    monkeypatch.setattr(ntu, "_process_pyskl_task", interrupted)
+    monkeypatch.setattr(ntu_convert, "_process_pyskl_task", interrupted)
     with pytest.raises(KeyboardInterrupt):
         prepare(capsys, *argv)
-    monkeypatch.setattr(ntu, "_process_pyskl_task", original)
+    monkeypatch.setattr(ntu_convert, "_process_pyskl_task", original)
     code, out_text, _ = prepare(capsys, *argv)
     assert code == 0 and "5 resumed" in out_text
     assert_same_content(read_pyskl(out), read_pyskl(reference))

@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, replace
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -847,86 +847,163 @@ def synthesize_sequences(
         (x right, y up, z depth), zero after each sample's length, person 2 all zeros in
         one-person classes; ``lengths`` int64 ``(N,)`` valid frames.
     """
+    # Every step draws from ``rng`` in turn: their order fixes the generated arrays.
+    labels, subjects = _checked_ids(config, labels, subjects)
+    n = labels.size
+    tables = _class_tables(make_class_specs(config))
+    people = make_subjects(config)
+    if partners is None:
+        partners = (subjects + rng.integers(1, config.num_subjects, size=n)) % config.num_subjects
+    bodies = _bodies(tables, labels, subjects, np.asarray(partners, dtype=np.int64))
+    lengths, action_time = _action_times(config, n, rng)
+    angles = _joint_angles(config, tables, labels, bodies.sample, bodies.person,
+                           people.vigour[bodies.subject], action_time[bodies.sample], rng)
+    pos = _posed_bodies(angles, people, bodies.subject)
+    facing, side = _scene_layout(tables, labels, bodies, action_time, rng)
+    camera, shift = _camera_views(config, n, rng)
+    camera, shift = camera[bodies.sample], shift[bodies.sample]
+    to_camera = camera @ _axis_rotation(facing, 1)
+    pos = (pos.reshape(len(pos), -1, 3) @ to_camera.swapaxes(-1, -2)).reshape(pos.shape)
+    pos += (shift[:, None, :] + side[..., None] * camera[:, None, :, 0])[:, :, None, :]
+    # Sensor: Gaussian jitter, then tracking dropouts (which repeat or zero jittered frames).
+    if config.jitter_std > 0:
+        pos += config.jitter_std * rng.standard_normal(pos.shape)
+    _apply_dropouts(config, pos, lengths[bodies.sample], rng)
+    return _samples_of(pos, bodies, lengths), lengths.astype(np.int64)
+
+
+class _Bodies(NamedTuple):
+    """The bodies of a batch of ``N`` samples: every sample's actor (bodies ``0..N-1``), then
+    the partners of the two-person samples (body ``N + k`` partners sample ``paired[k]``).
+
+    Attributes:
+        sample: ``(B,)`` the sample of each body.
+        person: ``(B,)`` 0 for the actor, 1 for the partner.
+        subject: ``(B,)`` the performer of each body.
+        paired: ``(P,)`` the two-person samples, ascending.
+    """
+
+    sample: np.ndarray
+    person: np.ndarray
+    subject: np.ndarray
+    paired: np.ndarray
+
+
+def _checked_ids(
+    config: SynthConfig, labels: np.ndarray, subjects: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``labels`` and ``subjects`` as int64 arrays of one shape, checked to lie in range."""
     labels = np.asarray(labels, dtype=np.int64)
     subjects = np.asarray(subjects, dtype=np.int64)
-    n, frames = labels.size, config.frames
+    n = labels.size
     if subjects.shape != labels.shape:
         raise ValueError("labels and subjects must have the same shape")
     if n and (labels.min() < 0 or labels.max() >= config.num_classes):
         raise ValueError(f"labels must lie in 0..{config.num_classes - 1}")
     if n and (subjects.min() < 0 or subjects.max() >= config.num_subjects):
         raise ValueError(f"subjects must lie in 0..{config.num_subjects - 1}")
-    tables = _class_tables(make_class_specs(config))
-    people = make_subjects(config)
-    if partners is None:
-        partners = (subjects + rng.integers(1, config.num_subjects, size=n)) % config.num_subjects
-    partners = np.asarray(partners, dtype=np.int64)
+    return labels, subjects
 
-    # Bodies: every sample's actor, then the partners of two-person samples.
+
+def _bodies(
+    tables: dict[str, np.ndarray], labels: np.ndarray, subjects: np.ndarray, partners: np.ndarray
+) -> _Bodies:
+    """Every sample's actor, then the partners of the samples of two-person classes."""
+    n = labels.size
     paired = np.flatnonzero(tables["two_person"][labels])
-    body_sample = np.concatenate([np.arange(n), paired])
-    body_person = np.repeat([0, 1], [n, paired.size])
-    body_subject = np.concatenate([subjects, partners[paired]])
-    n_bodies = body_sample.size
+    return _Bodies(
+        sample=np.concatenate([np.arange(n), paired]),
+        person=np.repeat([0, 1], [n, paired.size]),
+        subject=np.concatenate([subjects, partners[paired]]),
+        paired=paired,
+    )
 
-    # Durations and a monotone time warp w(s) = s + b1 sin(2 pi s) / 2 pi + b2 sin(4 pi s) / 4 pi
-    # with |b1| + |b2| <= time_warp < 1 (so w' > 0), then the action window inside it.
+
+def _action_times(
+    config: SynthConfig, n: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(lengths (N,), action_time (N, T))``: each sample's valid frames, and its warped
+    action time in [0, 1] (0 before the action's onset, 1 after its end).
+
+    A monotone time warp w(s) = s + b1 sin(2 pi s) / 2 pi + b2 sin(4 pi s) / 4 pi with
+    |b1| + |b2| <= time_warp < 1 (so w' > 0), then the action window inside it.
+    """
     lengths = rng.integers(config.min_frames, config.max_frames + 1, size=n)
-    t = np.arange(frames)
+    t = np.arange(config.frames)
     s = np.minimum(t[None, :] / (lengths[:, None] - 1), 1.0)
     b1 = config.time_warp * rng.uniform(-1, 1, size=(n, 1))
     b2 = (config.time_warp - np.abs(b1)) * rng.uniform(-1, 1, size=(n, 1))
     warped = s + b1 * np.sin(2 * np.pi * s) / (2 * np.pi) + b2 * np.sin(4 * np.pi * s) / (4 * np.pi)
     onset = rng.uniform(0.0, ACTION_ONSET_MAX, size=(n, 1))
     end = rng.uniform(ACTION_END_MIN, 1.0, size=(n, 1))
-    action_time = np.clip((warped - onset) / (end - onset), 0.0, 1.0)
+    return lengths, np.clip((warped - onset) / (end - onset), 0.0, 1.0)
 
-    angles = _joint_angles(config, tables, labels, body_sample, body_person,
-                           people.vigour[body_subject], action_time[body_sample], rng)
-    # Kinematics in float32, the stored precision, in chunks that bound the memory used.
+
+def _posed_bodies(angles: np.ndarray, people: Subjects, body_subject: np.ndarray) -> np.ndarray:
+    """``(B, T, V, 3)`` joint positions (m) of the bodies' ``(B, V, T, 3)`` bone rotations, each
+    with its performer's bones, standing on the floor.
+
+    Kinematics run in float32, the stored precision, in chunks that bound the memory used; the
+    lowest foot joint then stays at the performer's rest foot height (ground contact).
+    """
+    n_bodies, _, frames, _ = angles.shape
     pos = np.empty((n_bodies, frames, NTU25.num_joints, 3))
     for lo in range(0, n_bodies, FK_CHUNK):
         hi = min(lo + FK_CHUNK, n_bodies)
         offsets = people.bone_offsets[body_subject[lo:hi]].astype(np.float32)
         pos[lo:hi] = _forward_kinematics(angles[lo:hi].astype(np.float32), offsets)
-    # Ground contact: the lowest foot joint stays at the performer's rest foot height.
     rest_floor = (REST_POSE[FOOT_JOINTS, 1][None, :] * people.scale[body_subject, None]).min(axis=1)
     pos[..., 1] += (rest_floor[:, None] - pos[..., FOOT_JOINTS, 1].min(axis=-1))[..., None]
+    return pos
 
-    # Scene: a single performer faces the camera; a pair faces each other along x, their
-    # distance changing by the class's approach over the action.
-    facing = FACING_STD * rng.standard_normal(n_bodies)
+
+def _scene_layout(
+    tables: dict[str, np.ndarray],
+    labels: np.ndarray,
+    bodies: _Bodies,
+    action_time: np.ndarray,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(facing (B,), side (B, T))``: each body's yaw (rad) and the x position (m) of its pelvis
+    in the scene.  A single performer faces the camera; a pair faces each other along x, their
+    distance changing by the class's approach over the action."""
+    n, paired = labels.size, bodies.paired
+    facing = FACING_STD * rng.standard_normal(bodies.sample.size)
     facing[n:] += PAIR_FACING_YAW
     facing[paired] -= PAIR_FACING_YAW
-    side = np.zeros((n_bodies, frames))  # x position of each pelvis in the scene (m)
+    side = np.zeros((bodies.sample.size, action_time.shape[1]))
     distance = rng.uniform(*PAIR_DISTANCE_RANGE, size=(paired.size, 1))
     distance = distance - tables["approach"][labels[paired], None] * _plateau(
         action_time[paired], np.full((paired.size, 1), RAMP_RANGE[1]))
     side[paired] = -distance / 2
     side[n:] = distance / 2
+    return facing, side
 
-    # Camera: yaw and tilt about the scene, then the scene placed in front of it.
+
+def _camera_views(
+    config: SynthConfig, n: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(rotation (N, 3, 3), shift (N, 3))`` of each sample's camera: a yaw and tilt about the
+    scene, then the scene placed in front of it (sideways, height, distance in m)."""
     yaw = np.deg2rad(config.camera_yaw_deg) * rng.uniform(-1, 1, size=n)
     tilt = np.deg2rad(config.camera_tilt_deg) * rng.uniform(-1, 1, size=n)
-    camera = (_axis_rotation(tilt, 0) @ _axis_rotation(yaw, 1))[body_sample]
+    camera = _axis_rotation(tilt, 0) @ _axis_rotation(yaw, 1)
     shift = np.stack([
         rng.uniform(-config.lateral_offset, config.lateral_offset, size=n),
         rng.uniform(*CAMERA_HEIGHT_RANGE, size=n),
         rng.uniform(*config.distance_range, size=n),
-    ], axis=-1)[body_sample]
-    to_camera = camera @ _axis_rotation(facing, 1)
-    pos = (pos.reshape(n_bodies, -1, 3) @ to_camera.swapaxes(-1, -2)).reshape(pos.shape)
-    pos += (shift[:, None, :] + side[..., None] * camera[:, None, :, 0])[:, :, None, :]
+    ], axis=-1)
+    return camera, shift
 
-    # Sensor: Gaussian jitter, then tracking dropouts (which repeat or zero jittered frames).
-    if config.jitter_std > 0:
-        pos += config.jitter_std * rng.standard_normal(pos.shape)
-    _apply_dropouts(config, pos, lengths[body_sample], rng)
 
+def _samples_of(pos: np.ndarray, bodies: _Bodies, lengths: np.ndarray) -> np.ndarray:
+    """The bodies' ``(B, T, V, 3)`` positions as ``(N, 3, T, V, 2)`` float32 samples, zero after
+    each sample's length and for the absent partner of one-person samples."""
+    n, frames = lengths.size, pos.shape[1]
     data = np.zeros((n, NUM_CHANNELS, frames, NTU25.num_joints, NUM_PERSONS), dtype=np.float32)
-    data[body_sample, :, :, :, body_person] = pos.transpose(0, 3, 1, 2)
-    data *= (t[None, :] < lengths[:, None])[:, None, :, None, None]
-    return data, lengths.astype(np.int64)
+    data[bodies.sample, :, :, :, bodies.person] = pos.transpose(0, 3, 1, 2)
+    data *= (np.arange(frames)[None, :] < lengths[:, None])[:, None, :, None, None]
+    return data
 
 
 def _apply_dropouts(config: SynthConfig, pos: np.ndarray, lengths: np.ndarray,

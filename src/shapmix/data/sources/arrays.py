@@ -108,33 +108,60 @@ def read_arrays(
     ``.npy``), ``labels``, ``names``, ``lengths`` and ``splits`` (name lists)."""
     source = Path(data)
     axes = parse_axes(axes)
-    parts: dict[str, Any] = {}
-    split_parts: dict[str, Any] = {}
-    if source.suffix == ".npz":
-        try:
-            with np.load(source, allow_pickle=False) as archive:
-                for key in archive.files:
-                    if key.startswith(SPLIT_PREFIX):
-                        split_parts[key[len(SPLIT_PREFIX) :]] = archive[key]
-                    else:
-                        parts[key] = archive[key]
-        except (ValueError, OSError) as error:
-            raise ArrayInputError(source, f"not a readable .npz archive ({error})") from None
-        if "data" not in parts:
-            raise ArrayInputError(source, f"no array 'data' (has {sorted(parts)})")
-        array = parts["data"]
-    else:
-        array = _load(source, "data", mmap=True)
+    array, parts, split_parts = _load_inputs(source)
     if labels is not None:
         parts["labels"] = _load(Path(labels), "labels")
     if "labels" not in parts:
         raise ArrayInputError(
             source, "no labels: give a labels .npy (or a 'labels' array in the .npz)"
         )
+    array = _checked_data(array, axes, source)
+    n = array.shape[0]
+    label_array = _checked_labels(np.asarray(parts["labels"]), n, source)
+    name_source = names if names is not None else parts.get("names")
+    name_list = _checked_names(name_source, n, source)
+    length_source = _load(Path(lengths), "lengths") if lengths is not None else parts.get("lengths")
+    length_array = _checked_lengths(length_source, array, name_list, source)
+    for split, members in (splits or {}).items():
+        split_parts[split] = (
+            read_name_list(members) if isinstance(members, (str, os.PathLike)) else list(members)
+        )
+    return {
+        "data": array,
+        "labels": label_array.astype(np.int64),
+        "names": name_list,
+        "lengths": length_array.astype(np.int64),
+        "splits": _split_names(split_parts, name_list, source),
+    }
+
+
+def _load_inputs(source: Path) -> tuple[np.ndarray, dict[str, Any], dict[str, Any]]:
+    """``(data, parts, split parts)`` of an ``.npz`` archive (its ``split_<name>`` arrays under
+    ``<name>``, its other arrays by key), or of a ``.npy`` data file (memory-mapped; no parts)."""
+    parts: dict[str, Any] = {}
+    split_parts: dict[str, Any] = {}
+    if source.suffix != ".npz":
+        return _load(source, "data", mmap=True), parts, split_parts
+    try:
+        with np.load(source, allow_pickle=False) as archive:
+            for key in archive.files:
+                if key.startswith(SPLIT_PREFIX):
+                    split_parts[key[len(SPLIT_PREFIX) :]] = archive[key]
+                else:
+                    parts[key] = archive[key]
+    except (ValueError, OSError) as error:
+        raise ArrayInputError(source, f"not a readable .npz archive ({error})") from None
+    if "data" not in parts:
+        raise ArrayInputError(source, f"no array 'data' (has {sorted(parts)})")
+    return parts["data"], parts, split_parts
+
+
+def _checked_data(array: np.ndarray, axes: str, source: Path) -> np.ndarray:
+    """``array`` as ``(N, C, T, V, M)`` (a view), checked to hold real, finite numbers."""
     if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
         raise ArrayInputError(source, f"data must be real numbers, got {array.dtype}", where="data")
     array = _to_nctvm(array, axes, source)
-    n, T = array.shape[0], array.shape[2]
+    n = array.shape[0]
     bad = (
         ~np.isfinite(array.reshape(n, -1)).all(axis=1)
         if np.issubdtype(array.dtype, np.floating)
@@ -144,8 +171,11 @@ def read_arrays(
         raise ArrayInputError(
             source, f"sample {int(np.argmax(bad))} holds NaN or Inf", where="data"
         )
+    return array
 
-    label_array = np.asarray(parts["labels"])
+
+def _checked_labels(label_array: np.ndarray, n: int, source: Path) -> np.ndarray:
+    """The labels, checked to be ``(n,)`` non-negative integers."""
     if label_array.shape != (n,) or not np.issubdtype(label_array.dtype, np.integer):
         raise ArrayInputError(
             source,
@@ -154,8 +184,13 @@ def read_arrays(
         )
     if n and label_array.min() < 0:
         raise ArrayInputError(source, f"label {int(label_array.min())} is negative", where="labels")
+    return label_array
 
-    name_source = names if names is not None else parts.get("names")
+
+def _checked_names(
+    name_source: PathLike | Sequence[str] | np.ndarray | None, n: int, source: Path
+) -> list[str]:
+    """``n`` unique sample names: the given ones, or ``sample_000000``... when none are."""
     name_list = (
         _names_from(name_source)
         if name_source is not None
@@ -165,28 +200,38 @@ def read_arrays(
         raise ArrayInputError(source, f"{len(name_list)} names for {n} samples", where="names")
     if len(set(name_list)) != n:
         raise ArrayInputError(source, "sample names are not unique", where="names")
+    return name_list
 
-    length_source = _load(Path(lengths), "lengths") if lengths is not None else parts.get("lengths")
+
+def _checked_lengths(
+    length_source: np.ndarray | None, array: np.ndarray, name_list: list[str], source: Path
+) -> np.ndarray:
+    """The given valid lengths, checked to lie in ``1..T``; without them, the frames up to each
+    sample's last non-zero one (an all-zero sample is an error)."""
+    n, T = array.shape[0], array.shape[2]
     if length_source is not None:
         length_array = np.asarray(length_source)
         if length_array.shape != (n,) or not np.issubdtype(length_array.dtype, np.integer):
             raise ArrayInputError(source, f"lengths must be ({n},) integers", where="lengths")
         if n and (length_array.min() < 1 or length_array.max() > T):
             raise ArrayInputError(source, f"lengths must lie in 1..{T}", where="lengths")
-    else:
-        length_array = np.array([valid_length(array[i]) for i in range(n)], dtype=np.int64)
-        if n and length_array.min() == 0:
-            empty = int(np.argmin(length_array))
-            raise ArrayInputError(
-                source,
-                f"sample {empty} ({name_list[empty]!r}) is all zeros; give lengths or leave it out",
-                where="data",
-            )
-
-    for split, members in (splits or {}).items():
-        split_parts[split] = (
-            read_name_list(members) if isinstance(members, (str, os.PathLike)) else list(members)
+        return length_array
+    length_array = np.array([valid_length(array[i]) for i in range(n)], dtype=np.int64)
+    if n and length_array.min() == 0:
+        empty = int(np.argmin(length_array))
+        raise ArrayInputError(
+            source,
+            f"sample {empty} ({name_list[empty]!r}) is all zeros; give lengths or leave it out",
+            where="data",
         )
+    return length_array
+
+
+def _split_names(
+    split_parts: Mapping[str, Any], name_list: list[str], source: Path
+) -> dict[str, list[str]]:
+    """Each split's members as sample names: given by name (each must exist) or by index."""
+    n = len(name_list)
     index_of = {name: i for i, name in enumerate(name_list)}
     split_names: dict[str, list[str]] = {}
     for split, members in split_parts.items():
@@ -203,13 +248,7 @@ def read_arrays(
                     source, f"{len(unknown)} unknown sample names, e.g. {unknown[:3]}", where=where
                 )
             split_names[split] = [str(m) for m in members]
-    return {
-        "data": array,
-        "labels": label_array.astype(np.int64),
-        "names": name_list,
-        "lengths": length_array.astype(np.int64),
-        "splits": split_names,
-    }
+    return split_names
 
 
 def convert_arrays(

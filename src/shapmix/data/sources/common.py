@@ -15,6 +15,7 @@ Every reader in :mod:`shapmix.data.sources` follows the same pattern:
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -29,14 +30,18 @@ from ..format import DatasetFormatError, DatasetWriter, SkeletonData
 
 __all__ = [
     "SKIPPED_KEY",
+    "locate",
     "SourceFormatError",
     "SkippedFile",
     "Sample",
     "decode_text",
+    "load_json",
+    "check_json_numbers",
     "parse_float_table",
     "check_finite",
     "parse_name_fields",
     "valid_length",
+    "skip_reason",
     "convert_files",
     "write_samples",
     "split_by",
@@ -48,6 +53,17 @@ logger = logging.getLogger("shapmix.data.sources")
 
 #: metadata key under which converters list the files they skipped.
 SKIPPED_KEY = "skipped"
+
+
+def locate(path: str | os.PathLike, line: int | None = None, where: str | None = None) -> str:
+    """Where a problem is, as every reader's error message begins: ``FILE``, ``FILE:LINE``,
+    ``FILE at WHERE`` (a json path, an array name) or ``FILE:LINE at WHERE``."""
+    location = str(path)
+    if line is not None:
+        location += f":{line}"
+    if where is not None:
+        location += f" at {where}"
+    return location
 
 
 class SourceFormatError(DatasetFormatError):
@@ -64,12 +80,7 @@ class SourceFormatError(DatasetFormatError):
         self.line = line
         self.where = where
         self.what = what
-        location = str(self.path)
-        if line is not None:
-            location += f":{line}"
-        if where is not None:
-            location += f" at {where}"
-        super().__init__(f"{location}: {what}")
+        super().__init__(f"{locate(self.path, line, where)}: {what}")
 
 
 @dataclass(frozen=True)
@@ -109,6 +120,27 @@ def decode_text(raw: bytes, path: str | os.PathLike) -> str:
             f"not a text file (byte 0x{raw[error.start]:02x} at offset {error.start} is not UTF-8)",
             line=line,
         ) from None
+
+
+def load_json(path: Path) -> Any:
+    """The json content of a UTF-8 text file; an empty file or invalid json is an error naming
+    the file (and the line of a json syntax error)."""
+    text = decode_text(path.read_bytes(), path)
+    if not text.strip():
+        raise SourceFormatError(path, "empty file; expected a json object")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise SourceFormatError(path, f"invalid json ({error.msg})", line=error.lineno) from None
+
+
+def check_json_numbers(values: Sequence[Any], path: str | os.PathLike, where: str) -> None:
+    """Raise naming ``where[i]`` of the first value of a json list that is not a finite number."""
+    for i, value in enumerate(values):
+        if not is_number(value):
+            raise SourceFormatError(
+                path, f"expected a finite number, found {value!r}", where=f"{where}[{i}]"
+            )
 
 
 def parse_float_table(text: str, path: str | os.PathLike, columns: int) -> np.ndarray:
@@ -176,6 +208,12 @@ def valid_length(sample: np.ndarray, time_axis: int = 1) -> int:
     return int(nonzero[-1]) + 1 if nonzero.size else 0
 
 
+def skip_reason(error: Exception) -> str:
+    """The reason a skipped file is listed with: a source error's message without the file
+    (the listing names it), any other error's whole message."""
+    return error.what if isinstance(error, SourceFormatError) else str(error)
+
+
 def convert_files(
     files: Iterable[Path],
     read: Callable[[Path], Sample],
@@ -188,7 +226,7 @@ def convert_files(
         try:
             samples.append(read(path))
         except (DatasetFormatError, OSError) as error:
-            reason = error.what if isinstance(error, SourceFormatError) else str(error)
+            reason = skip_reason(error)
             skipped.append(SkippedFile(str(path), reason))
             logger.warning("skipping %s: %s", path, reason)
     return samples, skipped

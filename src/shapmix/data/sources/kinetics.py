@@ -32,7 +32,6 @@ Conversion (ST-GCN's ``feeder_kinetics`` convention)
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from functools import partial
@@ -46,9 +45,9 @@ from .common import (
     Sample,
     SkippedFile,
     SourceFormatError,
+    check_json_numbers,
     convert_files,
-    decode_text,
-    is_number,
+    load_json,
     write_samples,
 )
 
@@ -78,16 +77,6 @@ class KineticsLabel:
     label_index: int
 
 
-def _load_json(path: Path) -> Any:
-    text = decode_text(path.read_bytes(), path)
-    if not text.strip():
-        raise SourceFormatError(path, "empty file; expected a json object")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise SourceFormatError(path, f"invalid json ({error.msg})", line=error.lineno) from None
-
-
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -95,7 +84,7 @@ def _is_int(value: Any) -> bool:
 def read_kinetics_labels(path: str | os.PathLike) -> dict[str, KineticsLabel]:
     """Read a ``kinetics_*_label.json`` file: video id -> :class:`KineticsLabel`."""
     path = Path(path)
-    content = _load_json(path)
+    content = load_json(path)
     if not isinstance(content, dict):
         raise SourceFormatError(path, "expected an object {video id: {...}}", where="$")
     labels = {}
@@ -125,11 +114,7 @@ def _check_numbers(values: Any, count: int, path: Path, where: str) -> None:
         raise SourceFormatError(
             path, f"expected a list of {count} numbers, found {found}", where=where
         )
-    for i, value in enumerate(values):
-        if not is_number(value):
-            raise SourceFormatError(
-                path, f"expected a finite number, found {value!r}", where=f"{where}[{i}]"
-            )
+    check_json_numbers(values, path, where)
 
 
 def _as_arrays(
@@ -165,7 +150,7 @@ def read_kinetics_file(
     (e.g. ``data[4].skeleton[1].pose``) of the first problem, or when no frame has a skeleton.
     """
     path = Path(path)
-    content = _load_json(path)
+    content = load_json(path)
     if not isinstance(content, dict):
         raise SourceFormatError(
             path, f"expected a json object, found {type(content).__name__}", where="$"
@@ -177,8 +162,30 @@ def read_kinetics_file(
     if label_index is not None and (not _is_int(label_index) or label_index < 0):
         raise SourceFormatError(path, "expected a non-negative integer", where="label_index")
 
-    places: list[str] = []  # json path of every skeleton, for error messages
-    kept: list[tuple[int, int]] = []  # (time step, person slot) of each skeleton, or (-1, -1)
+    places, kept, poses, scores = _gather_skeletons(
+        frames, path, max_frames, num_person_in, frame_index_base
+    )
+    xy, conf = _as_arrays(poses, scores, places, path)
+    data = _person_array(xy, conf, kept, max_frames, num_person_in, num_person_out, center)
+    frame_has_data = data.reshape(NUM_CHANNELS, max_frames, -1).any(axis=(0, 2))
+    if not frame_has_data.any():
+        raise SourceFormatError(path, f"no skeleton in the first {max_frames} frames", where="data")
+    length = int(np.flatnonzero(frame_has_data)[-1]) + 1
+    return data[:, :length], label_index
+
+
+def _gather_skeletons(
+    frames: list, path: Path, max_frames: int, num_person_in: int, frame_index_base: int
+) -> tuple[list[str], list[tuple[int, int]], list[list], list[list]]:
+    """Walk a video's ``data`` list: ``(places, kept, poses, scores)``, one entry per skeleton.
+
+    ``places`` is the json path of each skeleton (for error messages), ``kept`` its
+    ``(time step, person slot)`` or ``(-1, -1)`` when it lies beyond ``max_frames`` or
+    ``num_person_in``; ``poses`` and ``scores`` are its lists as found (their lengths checked,
+    their values not yet).  Every structural problem is an error naming its json path.
+    """
+    places: list[str] = []
+    kept: list[tuple[int, int]] = []
     poses: list[list] = []
     scores: list[list] = []
     seen: dict[int, int] = {}
@@ -216,8 +223,21 @@ def read_kinetics_file(
             kept.append((step, m) if step < max_frames and m < num_person_in else (-1, -1))
             poses.append(pose)
             scores.append(score)
-    xy, conf = _as_arrays(poses, scores, places, path)
+    return places, kept, poses, scores
 
+
+def _person_array(
+    xy: np.ndarray,
+    conf: np.ndarray,
+    kept: list[tuple[int, int]],
+    max_frames: int,
+    num_person_in: int,
+    num_person_out: int,
+    center: bool,
+) -> np.ndarray:
+    """``(3, max_frames, 18, num_person_out)`` float32: the kept skeletons' ``x, y, score`` at
+    their time steps and slots, centred (when ``center``), then per frame the persons sorted by
+    descending total score and the first ``num_person_out`` kept (ST-GCN's feeder)."""
     data = np.zeros((NUM_CHANNELS, max_frames, NUM_JOINTS, num_person_in), dtype=np.float32)
     if kept:
         steps, persons = np.array(kept).T
@@ -233,12 +253,7 @@ def read_kinetics_file(
         data[0][absent] = 0
         data[1][absent] = 0
     order = np.argsort(-data[2].sum(axis=1), axis=1, kind="stable")  # (T, M_in)
-    data = np.take_along_axis(data, order[None, :, None, :], axis=3)[..., :num_person_out]
-    frame_has_data = data.reshape(NUM_CHANNELS, max_frames, -1).any(axis=(0, 2))
-    if not frame_has_data.any():
-        raise SourceFormatError(path, f"no skeleton in the first {max_frames} frames", where="data")
-    length = int(np.flatnonzero(frame_has_data)[-1]) + 1
-    return data[:, :length], label_index
+    return np.take_along_axis(data, order[None, :, None, :], axis=3)[..., :num_person_out]
 
 
 def _read_video(

@@ -23,7 +23,6 @@ views 1 and 2 ``train``, view 3 ``test``.  Unreadable files are skipped and list
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -36,9 +35,9 @@ from .common import (
     Sample,
     SourceFormatError,
     check_finite,
+    check_json_numbers,
     convert_files,
-    decode_text,
-    is_number,
+    load_json,
     parse_name_fields,
     split_by,
     write_samples,
@@ -85,11 +84,7 @@ def _locate_shape_error(skeletons: list, path: Path) -> NoReturn:
             if not isinstance(joint, list) or len(joint) != NUM_COORDS:
                 found = f"{len(joint)} values" if isinstance(joint, list) else type(joint).__name__
                 raise SourceFormatError(path, f"expected [x, y, z], found {found}", where=where)
-            for c, value in enumerate(joint):
-                if not is_number(value):
-                    raise SourceFormatError(
-                        path, f"expected a finite number, found {value!r}", where=f"{where}[{c}]"
-                    )
+            check_json_numbers(joint, path, where)
     raise SourceFormatError(
         path, "skeletons is not a [T][20][3] array of numbers", where="skeletons"
     )
@@ -104,13 +99,7 @@ def read_nw_ucla_file(
     :class:`SourceFormatError` naming the file and the json path of the problem.
     """
     path = Path(path)
-    text = decode_text(path.read_bytes(), path)
-    if not text.strip():
-        raise SourceFormatError(path, "empty file; expected a json object")
-    try:
-        content: Any = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise SourceFormatError(path, f"invalid json ({error.msg})", line=error.lineno) from None
+    content: Any = load_json(path)
     if not isinstance(content, dict):
         raise SourceFormatError(
             path, f"expected a json object, found {type(content).__name__}", where="$"

@@ -58,7 +58,7 @@ import numpy as np
 
 from ...skeleton.layouts import get_layout
 from ..format import DatasetFormatError, SkeletonData
-from .common import Sample, SkippedFile, SourceFormatError, write_samples
+from .common import Sample, SkippedFile, SourceFormatError, skip_reason, write_samples
 
 __all__ = [
     "UnsafePickleError",
@@ -376,13 +376,57 @@ def convert_pyskl(
     kpfiles = KpfileCache(Path(kpfile_root) if kpfile_root is not None else path.parent)
     compressed = any("keypoint" not in a and "raw_file" in a for a in annotations)
     if num_person is None:
-        plain = [
-            a["keypoint"].shape[0]
-            for a in annotations
-            if isinstance(a.get("keypoint"), np.ndarray) and a["keypoint"].ndim == 4
-        ]
-        num_person = max(plain + ([DEFAULT_K400_PERSONS] if compressed else []), default=1)
+        num_person = _most_persons(annotations, compressed)
+    samples, skipped, channels, num_joints = _convert_annotations(
+        path, annotations, kpfiles, num_person, box_threshold
+    )
+    if not samples:
+        raise SourceFormatError(
+            path, f"no convertible annotation (first problem: {skipped[0].reason})"
+        )
+    if len({s.name for s in samples}) != len(samples):
+        raise SourceFormatError(path, "frame_dir values are not unique", where="annotations")
+    layout_name = _layout_for(path, layout, num_joints)
+    if class_names is None:
+        class_names = [f"class_{k}" for k in range(max(s.label for s in samples) + 1)]
+    return write_samples(
+        out_dir,
+        samples,
+        layout_name,
+        class_names,
+        splits=_converted_splits(content["split"], samples),
+        channels=channels,
+        metadata={"source": "pyskl", "input": str(path), "compressed": compressed},
+        skipped=skipped,
+        num_persons=num_person,
+    )
 
+
+def _most_persons(annotations: Sequence[Mapping[str, Any]], compressed: bool) -> int:
+    """The default ``M``: the most persons of any plain annotation, at least
+    :data:`DEFAULT_K400_PERSONS` when some annotations are compressed, 1 when none has any."""
+    plain = [
+        a["keypoint"].shape[0]
+        for a in annotations
+        if isinstance(a.get("keypoint"), np.ndarray) and a["keypoint"].ndim == 4
+    ]
+    return max(plain + ([DEFAULT_K400_PERSONS] if compressed else []), default=1)
+
+
+def _convert_annotations(
+    path: Path,
+    annotations: Sequence[Mapping[str, Any]],
+    kpfiles: KpfileCache,
+    num_person: int,
+    box_threshold: float | None,
+) -> tuple[list[Sample], list[SkippedFile], tuple[str, ...] | None, int | None]:
+    """Expand and check every annotation: ``(samples, skipped, channels, V)``.
+
+    The samples keep their first ``num_person`` persons; ``V`` is the joint count of the first
+    annotation with keypoints and ``channels`` those of the first converted one; an annotation
+    that disagrees with them, or cannot be converted, is skipped with its reason (as
+    ``FILE at annotations[i]``).
+    """
     samples: list[Sample] = []
     skipped: list[SkippedFile] = []
     channels: tuple[str, ...] | None = None
@@ -400,42 +444,35 @@ def convert_pyskl(
             elif these != channels:
                 raise ValueError(f"channels {these} differ from the first annotation's {channels}")
         except (ValueError, TypeError, IndexError, KeyError, OSError, DatasetFormatError) as error:
-            reason = error.what if isinstance(error, SourceFormatError) else str(error)
-            skipped.append(SkippedFile(where, reason))
+            skipped.append(SkippedFile(where, skip_reason(error)))
             continue
         samples.append(Sample(name, array[..., :num_person], label))
-    if not samples:
-        raise SourceFormatError(
-            path, f"no convertible annotation (first problem: {skipped[0].reason})"
-        )
-    if len({s.name for s in samples}) != len(samples):
-        raise SourceFormatError(path, "frame_dir values are not unique", where="annotations")
+    return samples, skipped, channels, num_joints
 
+
+def _layout_for(path: Path, layout: str | None, num_joints: int | None) -> str:
+    """The layout asked for, or the default of ``V`` joints; either must have ``V`` joints."""
     layout_name = layout or DEFAULT_LAYOUTS.get(num_joints)
     if layout_name is None:
         raise SourceFormatError(path, f"no default layout for V={num_joints}; pass layout=")
     if get_layout(layout_name).num_joints != num_joints:
         raise SourceFormatError(path, f"layout {layout_name} does not have V={num_joints} joints")
-    if class_names is None:
-        class_names = [f"class_{k}" for k in range(max(s.label for s in samples) + 1)]
+    return layout_name
+
+
+def _converted_splits(
+    split: Mapping[str, Sequence[str]], samples: Sequence[Sample]
+) -> dict[str, list[str]]:
+    """The file's splits less the names of samples not converted; the first pair of
+    :data:`STANDARD_SPLIT_PAIRS` present is also stored as ``train``/``test``."""
     known = {s.name for s in samples}
-    splits = {key: [n for n in names if n in known] for key, names in content["split"].items()}
+    splits = {key: [n for n in names if n in known] for key, names in split.items()}
     for train, test in STANDARD_SPLIT_PAIRS:
         if train in splits and test in splits:
             splits.setdefault("train", splits[train])
             splits.setdefault("test", splits[test])
             break
-    return write_samples(
-        out_dir,
-        samples,
-        layout_name,
-        class_names,
-        splits=splits,
-        channels=channels,
-        metadata={"source": "pyskl", "input": str(path), "compressed": compressed},
-        skipped=skipped,
-        num_persons=num_person,
-    )
+    return splits
 
 
 def annotations_from_arrays(
