@@ -20,7 +20,7 @@ The objective (the original ``main.py``)::
 with fixed class priors ``z_prior`` (orthogonal, gain 3) and label smoothing ``LS``
 (:func:`class_prior_mmd`, :meth:`InfoGCN.auxiliary_loss`).
 
-Differences from the original, none of which changes the computation:
+Differences from the original (only the last one changes a computation, and not on NTU):
 
 * :meth:`InfoGCN.forward` returns the logits; ``forward(x, return_latent=True)`` returns
   ``(logits, z)``, the original's output;
@@ -35,9 +35,9 @@ Differences from the original, none of which changes the computation:
   entries are 0 and +-1, so the cast is exact);
 * width (``base_channels``), depth (``num_blocks``) and the classifier are configurable
   (defaults = original); no in-place operations, so hooks on blocks are safe;
-* the original's ``A_vector`` for NW-UCLA subtracts the children of a joint instead of its
-  parent (its UCLA edge list is oriented the other way); here every layout follows the NTU
-  graph's convention, relative to the parent.
+* the original's ``A_vector`` for NW-UCLA subtracts the sum of a joint's children instead of
+  its parent (its UCLA edge list is oriented the other way round from its NTU one); here every
+  layout follows the NTU graph's convention (and the paper's): relative to the ancestor.
 
 Shapes: ``N`` samples, ``M`` persons, ``C`` channels, ``T`` frames, ``V`` joints; blocks work on
 person-flattened tensors ``(N*M, C, T, V)``.
