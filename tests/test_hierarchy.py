@@ -17,7 +17,7 @@ from shapmix.skeleton.hierarchy import (
     resolve_joint,
     tree_parents,
 )
-from shapmix.skeleton.layouts import available_layouts, get_layout
+from shapmix.skeleton.layouts import Layout, available_layouts, get_layout
 
 LAYOUTS = available_layouts()
 
@@ -157,3 +157,18 @@ def test_relative_coordinates_are_bone_vectors_from_the_centre(name):
         np.testing.assert_allclose(second[joint], expected, rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match="at least 1"):
         relative_coordinates_matrix(layout, 0)
+
+
+def test_a_layout_without_a_spec_is_centred_at_its_root():
+    chain = Layout(
+        name="chain6",
+        joint_names=tuple(f"j{i}" for i in range(6)),
+        bones=((0, 1), (1, 2), (3, 2), (4, 3), (5, 4)),
+        root=2,
+        center=0,
+        parts={"upper": (0, 1, 2), "lower": (3, 4, 5)},
+    )
+    assert chain.name not in HIERARCHY_SPECS
+    assert hierarchy_center(chain) == 2
+    assert hierarchy_levels(chain) == ((2,), (1, 3), (0, 4), (5,))
+    assert tree_parents(chain) == (0, 0, 1, 2, 3, 4)  # InfoGCN's tree hangs from layout.center
