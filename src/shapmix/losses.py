@@ -54,6 +54,7 @@ __all__ = [
     "ClassifierInputs",
     "build_loss",
     "soft_cross_entropy",
+    "smooth_targets",
     "target_distribution",
     "effective_number_weights",
     "inverse_frequency_weights",
@@ -76,6 +77,21 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tens
     if target.shape != logits.shape:
         raise ValueError(f"soft targets {tuple(target.shape)} do not match logits {tuple(logits.shape)}")
     return -(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+
+def smooth_targets(target: torch.Tensor, logits: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """Label smoothing for hard or soft targets: ``(N, K)`` rows ``(1 - smoothing) t + smoothing / K``.
+
+    Every loss here is linear in its target, so a loss of the smoothed target is ``(1 - s)``
+    times the loss of ``t`` plus ``s`` times the mean loss over all classes; for cross entropy
+    and hard targets this is the usual label-smoothing cross entropy (InfoGCN's, with
+    ``s = 0.1``).  ``target`` is ``(N,)`` class ids or ``(N, K)`` distributions; ``logits``
+    ``(N, K)`` give ``K`` and the dtype.
+    """
+    if not 0 <= smoothing < 1:
+        raise ValueError(f"label smoothing must lie in [0, 1), got {smoothing}")
+    distribution = target_distribution(target, logits)
+    return distribution * (1 - smoothing) + smoothing / distribution.shape[1]
 
 
 def target_distribution(target: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -130,16 +146,20 @@ def ldam_margins(class_counts: ClassCounts, max_margin: float) -> torch.Tensor:
 
 
 def classifier_module(model: nn.Module) -> nn.Module:
-    """The classifier module of ``model`` (unwrapping DDP): its ``fc`` or ``classifier`` attribute."""
+    """The classifier module of ``model`` (unwrapping DDP): the attribute its ``classifier_name``
+    names when it has one (InfoGCN: ``decoder``, its ``fc`` being a hidden layer), else its
+    ``fc`` or ``classifier`` attribute."""
     if isinstance(model, nn.parallel.DistributedDataParallel):
         model = model.module
-    for name in CLASSIFIER_ATTRIBUTES:
+    declared = getattr(model, "classifier_name", None)
+    names = (declared,) if isinstance(declared, str) else CLASSIFIER_ATTRIBUTES
+    for name in names:
         candidate = getattr(model, name, None)
         if isinstance(candidate, nn.Module):
             return candidate
     raise ValueError(
         f"{type(model).__name__} has no classifier module: expected an nn.Module attribute named "
-        f"one of {list(CLASSIFIER_ATTRIBUTES)}"
+        f"one of {list(names)}"
     )
 
 

@@ -3,7 +3,8 @@
 A run with ``finetune.kind != none`` starts from ``finetune.checkpoint`` (a first-stage
 ``last.pt``), freezes the backbone and trains only the classifier, the module named ``fc``
 (CTR-GCN's convention, and the original CTR-GCN code's; an ``nn.Linear``, or the cosine
-classifier of an LDAM first stage):
+classifier of an LDAM first stage), or the one a model's ``classifier_name`` names (InfoGCN's
+``decoder``):
 
 * ``crt`` -- classifier re-training (Kang et al., "Decoupling representation and classifier for
   long-tailed recognition", ICLR 2020): the classifier is re-initialised and trained alone,
@@ -48,14 +49,16 @@ LOGGER_NAME = "shapmix"
 
 
 def classifier_of(model: nn.Module) -> nn.Module:
-    """The model's classifier: its module ``fc`` with a ``(num_classes, features)`` ``weight``
-    (CTR-GCN's ``nn.Linear``, or its cosine classifier for LDAM)."""
-    classifier = getattr(model, "fc", None)
+    """The model's classifier: its module ``fc`` (or the one its ``classifier_name`` names, e.g.
+    InfoGCN's ``decoder``) with a ``(num_classes, features)`` ``weight`` (CTR-GCN's
+    ``nn.Linear``, or its cosine classifier for LDAM)."""
+    name = getattr(model, "classifier_name", "fc")
+    classifier = getattr(model, name, None)
     weight = getattr(classifier, "weight", None)
     if not (isinstance(classifier, nn.Module) and isinstance(weight, nn.Parameter) and weight.ndim == 2):
         raise ValueError(
             "second-stage training (finetune.kind) needs the model's classifier as a module named "
-            f"'fc' with a (num_classes, features) weight, as CTR-GCN has; {type(model).__name__} has none"
+            f"{name!r} with a (num_classes, features) weight, as CTR-GCN has; {type(model).__name__} has none"
         )
     return classifier
 

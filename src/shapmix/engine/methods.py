@@ -14,6 +14,17 @@ training of Shap-Mix, Section 3.4); otherwise it trains on ``x``.  A method with
 ``heads``, which the trainer trains, wraps for DDP together with the model
 (:class:`TrainingNetwork`) and checkpoints through the method's ``state_dict``.  A method's
 ``state_dict`` is saved in every checkpoint and restored on resume.
+
+A backbone may bring its own training objective (InfoGCN's information bottleneck), which the
+default ``training_loss`` applies to whatever the method mixes, with no method or trainer
+knowing the backbone:
+
+* ``label_smoothing`` (float attribute): the targets of the classification loss, hard or soft,
+  become ``(1 - s) t + s / K`` (:func:`~shapmix.losses.smooth_targets`);
+* ``auxiliary_loss(latent, targets)``: added to the loss; the step's forward pass is then
+  ``network(inputs, return_latent=True)``, returning ``(logits, latent)``, and ``targets`` are
+  the ``(B,)`` labels or, with a mixed batch, the ``(B, K)`` unsmoothed distributions of all
+  ``B`` rows (clean rows one-hot).
 """
 
 from __future__ import annotations
@@ -25,6 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import default_collate
 
 from ..config import MethodConfig
@@ -43,6 +55,7 @@ from ..mixing import (
     least_estimated_classes,
     least_estimated_combinations,
 )
+from ..losses import smooth_targets, target_distribution
 from ..data.dataset import SkeletonSplit
 from ..data.transforms import Compose
 from ..mixing.glmc import (
@@ -99,16 +112,28 @@ class TrainingMethod:
 
         ``network`` maps ``(N, C, T, V, M)`` to logits (the model, DDP-wrapped under DDP); ``x``
         is the augmented batch, ``y`` its ``(N,)`` labels.  Clean loss, plus the soft-target
-        loss of the mixed batch when :meth:`mix` returns one (one forward pass of both).
+        loss of the mixed batch when :meth:`mix` returns one (one forward pass of both).  A
+        backbone's own objective (module docstring) smooths the targets of both losses and adds
+        its auxiliary loss over the whole forward pass (clean and mixed rows).
         """
         mixed = self.mix(x, y, epoch)
-        if mixed is None:
-            logits = network(x)
-            return criterion(logits, y), logits
-        x_mixed, soft_targets = mixed
-        all_logits = network(torch.cat([x, x_mixed]))
-        logits = all_logits[: len(x)]
-        return criterion(logits, y) + criterion(all_logits[len(x):], soft_targets), logits
+        inputs, targets = (x, [y]) if mixed is None else (torch.cat([x, mixed[0]]), [y, mixed[1]])
+        backbone = network.module if isinstance(network, DistributedDataParallel) else network
+        auxiliary_loss = getattr(backbone, "auxiliary_loss", None)
+        smoothing = getattr(backbone, "label_smoothing", 0.0)
+        if auxiliary_loss is None:
+            all_logits = network(inputs)
+        else:
+            all_logits, latent = network(inputs, return_latent=True)
+        parts = all_logits.split(len(x))  # clean rows, then mixed rows
+        loss = None
+        for part, target in zip(parts, targets):
+            part_loss = criterion(part, smooth_targets(target, part, smoothing) if smoothing else target)
+            loss = part_loss if loss is None else loss + part_loss
+        if auxiliary_loss is not None:
+            all_targets = y if mixed is None else torch.cat([target_distribution(y, parts[0]), mixed[1]])
+            loss = loss + auxiliary_loss(latent, all_targets)
+        return loss, parts[0]
 
     def state_dict(self) -> dict[str, Any]:
         return {}
