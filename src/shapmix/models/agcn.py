@@ -141,8 +141,11 @@ class unit_gcn(nn.Module):  # noqa: N801  (original name)
         a = a.permute(0, 1, 4, 2, 3).reshape(N, K, V, C_e * T)
         attention = torch.softmax(torch.matmul(a, b) / (C_e * T), dim=-2)  # (N, K, V, V)
         graph = attention + (self.A + self.PA)
-        aggregated = torch.matmul(x.reshape(N, 1, C * T, V), graph)  # (N, K, C*T, V)
-        y = F.conv2d(aggregated.reshape(N, K * C, T, V), *self._stacked(self.conv_d, 1))
+        # one matmul against the K graphs side by side, (N, V, K*V), instead of broadcasting x
+        # over K (which would store K copies of x for the backward pass)
+        aggregated = torch.matmul(x.reshape(N, C * T, V), graph.transpose(1, 2).reshape(N, V, K * V))
+        aggregated = aggregated.view(N, C, T, K, V).permute(0, 3, 1, 2, 4).reshape(N, K * C, T, V)
+        y = F.conv2d(aggregated, *self._stacked(self.conv_d, 1))
         residual = x if self.down is None else self.down(x)
         return self.relu(self.bn(y) + residual)
 
