@@ -9,9 +9,14 @@ reported.  Defaults: full width, batch 16, 64 frames, NTU-25 joints, 2 persons, 
 Peak memory is what the steps add on top of the built model and batch:
 
 * CPU: growth of the process's peak resident set size (``resource.getrusage(...).ru_maxrss``)
-  from just before the first step to after the last (gradients, optimiser state, activations
-  and allocator overhead).  ``tracemalloc`` does not see torch's allocations, so every
-  measurement runs in a fresh Python subprocess of this script (``--worker``);
+  from just before the first step to after the last (gradients, optimiser state, activations).
+  ``tracemalloc`` does not see torch's allocations, so every measurement runs in a fresh Python
+  subprocess of this script (``--worker``).  Memory is measured in its own subprocess (two
+  steps) with glibc's ``MALLOC_MMAP_THRESHOLD_`` fixed at 64 KiB: every tensor then gets its own
+  mapping, returned when it is freed, so the peak RSS follows the memory in use (with glibc's
+  adaptive threshold it also counts heap fragmentation, which varies by hundreds of MiB with
+  the number of steps).  That setting slows allocation down, so the timed steps run apart from
+  it, in another subprocess;
 * CUDA: ``torch.cuda.max_memory_allocated()`` over the steps minus the memory allocated before.
 
 ``--original-dir NAME=PATH`` (repeatable) also builds backbone ``NAME`` from a checkout of its
@@ -69,6 +74,11 @@ LEARNING_RATE = 0.01
 MOMENTUM = 0.9
 KIB = 1024
 """``ru_maxrss`` is in KiB on Linux."""
+MEMORY_STEPS = (1, 1)
+"""Warm-up and measured steps of a CPU memory measurement (the second step runs with the
+gradients and momentum buffers of the first in place)."""
+FIXED_MMAP_THRESHOLD = {"MALLOC_MMAP_THRESHOLD_": str(64 * KIB)}
+"""glibc setting for CPU memory measurements (module docstring)."""
 
 
 # --------------------------------------------------------------------------- original code
@@ -235,20 +245,29 @@ def _originals(args: argparse.Namespace) -> dict[str, Path]:
 
 
 def _run_worker(args: argparse.Namespace, model: str, implementation: str) -> dict:
-    """One measurement in a fresh Python process (so its peak RSS is its own)."""
-    command = [
-        sys.executable, __file__, "--worker", implementation, "--models", model,
-        "--batch-size", str(args.batch_size), "--frames", str(args.frames), "--repeats", str(args.repeats),
-        "--warmup", str(args.warmup), "--device", args.device,
-        *(["--threads", str(args.threads)] if args.threads is not None else []),
-        *(arg for item in args.model_arg for arg in ("--model-arg", item)),
-    ]
-    package_root = str(Path(shapmix.__file__).resolve().parents[1])  # the shapmix this process imported
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-    completed = subprocess.run(command, capture_output=True, text=True, env=env)
-    if completed.returncode != 0:
-        raise RuntimeError(f"measuring {model} ({implementation}) failed:\n{completed.stderr[-3000:]}")
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+    """One measurement in fresh Python processes (so a peak RSS is the process's own): step time
+    and, on CUDA, memory in one; on the CPU, memory in a second one (module docstring)."""
+
+    def measure_in_subprocess(warmup: int, repeats: int, extra_env: dict[str, str]) -> dict:
+        command = [
+            sys.executable, __file__, "--worker", implementation, "--models", model,
+            "--batch-size", str(args.batch_size), "--frames", str(args.frames), "--repeats", str(repeats),
+            "--warmup", str(warmup), "--device", args.device,
+            *(["--threads", str(args.threads)] if args.threads is not None else []),
+            *(arg for item in args.model_arg for arg in ("--model-arg", item)),
+        ]
+        package_root = str(Path(shapmix.__file__).resolve().parents[1])  # the shapmix this process imported
+        python_path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
+        env = {**os.environ, "PYTHONPATH": python_path, **extra_env}
+        completed = subprocess.run(command, capture_output=True, text=True, env=env)
+        if completed.returncode != 0:
+            raise RuntimeError(f"measuring {model} ({implementation}) failed:\n{completed.stderr[-3000:]}")
+        return json.loads(completed.stdout.strip().splitlines()[-1])
+
+    result = measure_in_subprocess(args.warmup, args.repeats, {})
+    if torch.device(args.device).type == "cpu":
+        result["peak_mib"] = measure_in_subprocess(*MEMORY_STEPS, FIXED_MMAP_THRESHOLD)["peak_mib"]
+    return result
 
 
 def run(args: argparse.Namespace) -> dict:

@@ -161,17 +161,15 @@ class mstcn(nn.Module):  # noqa: N801  (pyskl's name)
                 modules.append(nn.Conv2d(in_channels, channels, kernel_size=1, stride=(stride, 1)))
                 continue
             kind, size = spec
+            # layers created in pyskl's order, so a seeded construction draws the same weights
+            branch = nn.Sequential(nn.Conv2d(in_channels, channels, kernel_size=1), nn.BatchNorm2d(channels), self.act)
             if kind == "max":
-                last: nn.Module = nn.MaxPool2d(
-                    kernel_size=(size, 1), stride=(stride, 1), padding=(MAX_POOL_PADDING, 0)
-                )
+                branch.append(nn.MaxPool2d(kernel_size=(size, 1), stride=(stride, 1), padding=(MAX_POOL_PADDING, 0)))
             else:
-                last = unit_tcn(channels, channels, kernel_size=int(kind), stride=stride, dilation=size, norm=False)
-            modules.append(
-                nn.Sequential(
-                    nn.Conv2d(in_channels, channels, kernel_size=1), nn.BatchNorm2d(channels), self.act, last
+                branch.append(
+                    unit_tcn(channels, channels, kernel_size=int(kind), stride=stride, dilation=size, norm=False)
                 )
-            )
+            modules.append(branch)
         self.branches = nn.ModuleList(modules)
         self.transform = nn.Sequential(
             nn.BatchNorm2d(out_channels), self.act, nn.Conv2d(out_channels, out_channels, kernel_size=1)
