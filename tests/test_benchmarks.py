@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -36,3 +38,19 @@ def test_step_time_reports_every_ratio_and_its_settings(capsys):
     phases = result["phases_ms"]
     assert phases["stmix"]["estimate"] < 1.0  # a no-op hook: only the clock's own cost
     assert phases["shapmix_iter1"]["estimate"] > 10 * max(phases["stmix"]["estimate"], 0.01)
+
+
+def test_backbones_reports_step_time_and_memory_of_a_tiny_model(capsys, tmp_path):
+    backbones = _load("backbones")
+    backbones.main([
+        "--models", "agcn", "--batch-size", "2", "--frames", "8", "--repeats", "1", "--warmup", "0",
+        "--threads", "1", "--model-arg", "base_channels=8", "--model-arg", "num_blocks=2", "--json",
+    ])
+    result = json.loads(capsys.readouterr().out)
+    ours = result["models"]["agcn"]["ours"]
+    assert ours["step_ms"] > 0 and ours["peak_mib"] >= 0
+    assert 0 < ours["parameters"] < 100_000  # the tiny width reached the worker process
+    assert result["settings"]["model_args"] == {"base_channels": 8, "num_blocks": 2}
+    assert "original" not in result["models"]["agcn"]
+    with pytest.raises(SystemExit, match="no original builder"):
+        backbones.main(["--models", "agcn", "--original-dir", f"nosuchnet={tmp_path}"])

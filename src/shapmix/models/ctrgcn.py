@@ -19,17 +19,17 @@ person-flattened tensors of shape ``(N*M, C, T, V)``.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from os import PathLike
-from typing import Literal
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from shapmix.models.common import ClassifierKind, CosineClassifier, PooledGCN, block_plan, build_classifier
+from shapmix.models.loading import load_original_checkpoint  # its home before it became generic
 from shapmix.models.registry import register_model
 from shapmix.skeleton.graph import get_adjacency
-from shapmix.skeleton.layouts import Layout, get_layout
+from shapmix.skeleton.layouts import Layout
 
 __all__ = [
     "CTRGC",
@@ -391,66 +391,8 @@ class TCN_GCN_unit(nn.Module):  # noqa: N801  (original name)
 # --------------------------------------------------------------------------- the network
 
 
-def block_plan(num_blocks: int = 10, base_channels: int = 64) -> list[tuple[int, int]]:
-    """Output channels and temporal stride of each block.
-
-    Blocks are split into three stages of widths ``base``, ``2 base`` and ``4 base`` as evenly
-    as possible, extra blocks going to the earlier stages; the first block of the second and
-    third stage halves the temporal resolution.  ``num_blocks=10`` gives the original
-    ``[4, 3, 3]`` split (strides at ``l5`` and ``l8``); e.g. 4 blocks give ``[2, 1, 1]``, 3 give
-    ``[1, 1, 1]``.
-
-    Returns:
-        ``[(out_channels, stride), ...]``, one entry per block.
-    """
-    if num_blocks < 1:
-        raise ValueError(f"num_blocks must be at least 1, got {num_blocks}")
-    plan: list[tuple[int, int]] = []
-    for stage in range(3):
-        size = num_blocks // 3 + (1 if stage < num_blocks % 3 else 0)
-        for index in range(size):
-            stride = 2 if stage > 0 and index == 0 else 1
-            plan.append((base_channels * 2**stage, stride))
-    return plan
-
-
-class CosineClassifier(nn.Module):
-    """Normalised linear classifier: ``scale * cos(feature, class weight)`` for every class.
-
-    Both the ``(N, C)`` features and each class's ``(C,)`` weight vector are L2-normalised, so a
-    logit lies in ``[-scale, scale]``.  LDAM (Cao et al., NeurIPS 2019) is defined on this head:
-    its reference ``NormedLinear`` outputs the raw cosine and the loss applies the scale
-    (``loss.ldam_scale``), so LDAM runs keep ``scale = 1``.  There is no bias (a bias would undo
-    the normalisation).  The weight has the ``(num_classes, C)`` shape of ``nn.Linear``.
-
-    Args:
-        in_features: ``C``.
-        num_classes: ``K``.
-        scale: multiplier of the cosine.
-    """
-
-    def __init__(self, in_features: int, num_classes: int, scale: float = 1.0) -> None:
-        super().__init__()
-        if scale <= 0:
-            raise ValueError(f"cosine classifier scale must be positive, got {scale}")
-        self.scale = scale
-        self.weight = nn.Parameter(torch.empty(num_classes, in_features))
-
-    def forward(self, features: Tensor) -> Tensor:
-        """``(N, C)`` -> ``(N, K)`` scaled cosine similarities."""
-        return self.scale * nn.functional.linear(
-            nn.functional.normalize(features, dim=1), nn.functional.normalize(self.weight, dim=1)
-        )
-
-    def extra_repr(self) -> str:
-        return f"in_features={self.weight.shape[1]}, num_classes={self.weight.shape[0]}, scale={self.scale}"
-
-
-ClassifierKind = Literal["linear", "cosine"]
-
-
 @register_model("ctrgcn")
-class CTRGCN(nn.Module):
+class CTRGCN(PooledGCN):
     """CTR-GCN for skeleton action recognition.
 
     Input batch ``x`` of shape ``(N, C, T, V, M)``; output logits ``(N, num_classes)``.
@@ -493,19 +435,9 @@ class CTRGCN(nn.Module):
         cosine_scale: float = 1.0,
     ) -> None:
         super().__init__()
-        if classifier not in ("linear", "cosine"):
-            raise ValueError(f"classifier must be 'linear' or 'cosine', got {classifier!r}")
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be positive, got {num_classes}")
-        if num_persons < 1 or in_channels < 1:
-            raise ValueError("num_persons and in_channels must be positive")
         if base_channels < 4 or base_channels % 4 != 0:
             raise ValueError(f"base_channels must be a positive multiple of 4, got {base_channels}")
-        self.layout = get_layout(layout)
-        self.num_classes = num_classes
-        self.num_joints = self.layout.num_joints
-        self.num_persons = num_persons
-        self.in_channels = in_channels
+        self._set_input_shape(num_classes, layout, num_persons, in_channels)
         self.base_channels = base_channels
         self.num_blocks = num_blocks
 
@@ -522,11 +454,7 @@ class CTRGCN(nn.Module):
         self.out_channels = channels
 
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.fc: nn.Module = (
-            nn.Linear(channels, num_classes)
-            if classifier == "linear"
-            else CosineClassifier(channels, num_classes, cosine_scale)
-        )
+        self.fc = build_classifier(classifier, channels, num_classes, cosine_scale)
         nn.init.normal_(self.fc.weight, 0.0, math.sqrt(2.0 / num_classes))
         _init_bn(self.data_bn, 1.0)
 
@@ -539,16 +467,6 @@ class CTRGCN(nn.Module):
     def last_block(self) -> TCN_GCN_unit:
         """The block whose output :meth:`forward_features` returns (Grad-CAM target)."""
         return getattr(self, f"l{self.num_blocks}")
-
-    def _check_input(self, x: Tensor) -> None:
-        if x.ndim != 5:
-            raise ValueError(f"expected input of shape (N, C, T, V, M), got {tuple(x.shape)}")
-        _, C, _, V, M = x.shape
-        if (C, V, M) != (self.in_channels, self.num_joints, self.num_persons):
-            raise ValueError(
-                f"expected (C, V, M) = {(self.in_channels, self.num_joints, self.num_persons)} "
-                f"for layout {self.layout.name!r}, got {(C, V, M)} from input {tuple(x.shape)}"
-            )
 
     def forward_features(self, x: Tensor) -> Tensor:
         """Output of the last block, before pooling.
@@ -569,52 +487,8 @@ class CTRGCN(nn.Module):
             x = block(x)
         return x
 
-    def pool(self, features: Tensor, num_persons: int | None = None) -> Tensor:
-        """Global average over time, joints and persons: ``(N*M, C_out, T', V)`` -> ``(N, C_out)``."""
-        M = self.num_persons if num_persons is None else num_persons
-        NM, C_out = features.shape[:2]
-        if NM % M != 0:
-            raise ValueError(f"batch of {NM} person-samples is not divisible by num_persons={M}")
-        return features.reshape(NM // M, M, C_out, -1).mean(dim=3).mean(dim=1)
-
-    def head(self, features: Tensor, num_persons: int | None = None) -> Tensor:
-        """Classifier on last-block features: ``(N*M, C_out, T', V)`` -> logits ``(N, num_classes)``."""
-        return self.fc(self.dropout(self.pool(features, num_persons)))
-
-    def forward(self, x: Tensor) -> Tensor:
-        """``(N, C, T, V, M)`` -> logits ``(N, num_classes)``."""
-        return self.head(self.forward_features(x), x.shape[-1])
-
     def extra_repr(self) -> str:
         return (
             f"layout={self.layout.name}, num_classes={self.num_classes}, num_persons={self.num_persons}, "
             f"in_channels={self.in_channels}, base_channels={self.base_channels}, num_blocks={self.num_blocks}"
         )
-
-
-def load_original_checkpoint(
-    model: CTRGCN,
-    checkpoint: str | PathLike | Mapping[str, Tensor],
-    strict: bool = True,
-):
-    """Load weights saved by the original CTR-GCN code into ``model``.
-
-    Parameter names are identical, so this is ``load_state_dict`` after two conveniences:
-    a dict holding a ``"state_dict"`` entry is unwrapped, and a ``"module."`` prefix
-    (``nn.DataParallel``) is stripped from keys.
-
-    Args:
-        model: the target model (built with the same layout, persons, classes and width).
-        checkpoint: a path (loaded with ``torch.load(..., weights_only=True)`` on CPU) or a dict.
-        strict: passed to ``load_state_dict``.
-
-    Returns:
-        the ``load_state_dict`` result (missing and unexpected keys).
-    """
-    if isinstance(checkpoint, (str, PathLike)):
-        checkpoint = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, Mapping) else checkpoint
-    if not isinstance(state, Mapping):
-        raise TypeError("checkpoint must be a state dict or a dict with a 'state_dict' entry")
-    state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
-    return model.load_state_dict(state, strict=strict)

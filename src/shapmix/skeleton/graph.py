@@ -14,6 +14,8 @@ adjacency as the original code:
   transpose of the un-normalised inward matrix).
 
 The inward links are ``layout.edges`` (which default to the layout's ``(child, parent)`` bones).
+Backbones from pyskl (ST-GCN++) use pyskl's own graphs, which differ from the layout's edges for
+NTU RGB+D at the hands (:func:`pyskl_inward_links`); build those with ``edges=`` (same partition).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ __all__ = [
     "normalize_columns",
     "inward_links",
     "outward_links",
+    "pyskl_inward_links",
     "spatial_adjacency",
     "get_adjacency",
 ]
@@ -69,39 +72,72 @@ def normalize_columns(matrix: np.ndarray) -> np.ndarray:
     return matrix @ np.diag(inverse)
 
 
-def inward_links(layout: str | Layout) -> tuple[tuple[int, int], ...]:
+Links = tuple[tuple[int, int], ...]
+
+
+def inward_links(layout: str | Layout) -> Links:
     """Directed links pointing towards the root: the layout's ``edges`` as ``(child, parent)``."""
     return tuple((int(a), int(b)) for a, b in get_layout(layout).edges)
 
 
-def outward_links(layout: str | Layout) -> tuple[tuple[int, int], ...]:
-    """Directed links pointing away from the root: the inward links reversed."""
-    return tuple((b, a) for a, b in inward_links(layout))
+def outward_links(layout: str | Layout, edges: Iterable[tuple[int, int]] | None = None) -> Links:
+    """Directed links pointing away from the root: the inward links (``edges``, by default the
+    layout's) reversed."""
+    inward = inward_links(layout) if edges is None else tuple(edges)
+    return tuple((b, a) for a, b in inward)
 
 
-def spatial_adjacency(layout: str | Layout) -> np.ndarray:
+# pyskl's ``nturgb+d`` graph hangs the hand tip and the thumb both from the hand, where CTR-GCN
+# (whose links the ntu25 layout's edges are) chains hand tip -> thumb -> hand.  The other inward
+# links are the same.  0-based ``(child, parent)``: layout link -> pyskl link.
+_PYSKL_RELINKED: dict[str, dict[tuple[int, int], tuple[int, int]]] = {
+    "ntu25": {(21, 22): (21, 7), (23, 24): (23, 11)},  # left / right hand tip -> hand
+}
+
+
+def pyskl_inward_links(layout: str | Layout) -> Links:
+    """The inward ``(child, parent)`` links of pyskl's graph for ``layout`` (``pyskl/utils/graph.py``).
+
+    ``ntu25`` differs from the layout's edges at the hand tips (see ``_PYSKL_RELINKED``);
+    ``coco17`` and ``openpose18`` are pyskl's ``coco`` and ``openpose`` graphs already, and the
+    layouts pyskl has no graph for keep their own edges.
+    """
+    layout = get_layout(layout)
+    relinked = _PYSKL_RELINKED.get(layout.name, {})
+    return tuple(relinked.get(link, link) for link in inward_links(layout))
+
+
+def spatial_adjacency(layout: str | Layout, edges: Iterable[tuple[int, int]] | None = None) -> np.ndarray:
     """The ST-GCN/CTR-GCN "spatial" partition of a layout's graph.
 
     Args:
         layout: a layout name or :class:`Layout`.
+        edges: inward ``(child, parent)`` links to use instead of the layout's edges, e.g.
+            :func:`pyskl_inward_links`.
 
     Returns:
         float32 array of shape ``(3, V, V)``: ``[identity, normalised inward, normalised
-        outward]``, numerically identical to CTR-GCN's ``get_spatial_graph`` cast to float32.
+        outward]``, numerically identical to CTR-GCN's ``get_spatial_graph`` (and, with pyskl's
+        links, to pyskl's ``Graph(mode='spatial').A``) cast to float32.
     """
     layout = get_layout(layout)
     num_joints = layout.num_joints
+    inward = inward_links(layout) if edges is None else tuple(edges)
     identity = links_to_matrix(((v, v) for v in range(num_joints)), num_joints)
-    inward = normalize_columns(links_to_matrix(inward_links(layout), num_joints))
-    outward = normalize_columns(links_to_matrix(outward_links(layout), num_joints))
-    return np.stack((identity, inward, outward)).astype(np.float32)
+    inward_matrix = normalize_columns(links_to_matrix(inward, num_joints))
+    outward_matrix = normalize_columns(links_to_matrix(outward_links(layout, inward), num_joints))
+    return np.stack((identity, inward_matrix, outward_matrix)).astype(np.float32)
 
 
 _MODES = {"spatial": spatial_adjacency}
 
 
-def get_adjacency(layout: str | Layout, mode: str = "spatial") -> np.ndarray:
+def get_adjacency(
+    layout: str | Layout, mode: str = "spatial", edges: Iterable[tuple[int, int]] | None = None
+) -> np.ndarray:
     """Adjacency stack of a layout for a partition ``mode`` (only ``"spatial"`` so far).
+
+    ``edges`` replaces the layout's inward links (e.g. :func:`pyskl_inward_links`).
 
     Returns:
         float32 array of shape ``(K, V, V)``.
@@ -112,4 +148,4 @@ def get_adjacency(layout: str | Layout, mode: str = "spatial") -> np.ndarray:
         raise ValueError(
             f"unknown adjacency mode {mode!r}; available: {', '.join(sorted(_MODES))}"
         ) from None
-    return builder(layout)
+    return builder(layout, edges)

@@ -1,0 +1,154 @@
+"""What the GCN backbones here share: the block plan, the classifier and the person-pooled head.
+
+Every backbone maps ``(N, C, T, V, M)`` skeleton batches to ``(N, K)`` logits in two halves
+that the training methods use separately:
+
+* ``forward_features(x)`` -> the last block's output ``(N*M, C_out, T', V)``, persons of a sample
+  contiguous (index ``n*M + m``): Grad-CAM guidance differentiates the head on it;
+* ``pool(features, M)`` -> ``(N, C_out)``, the mean over time, joints and persons, and
+  ``head(features, M)`` -> logits, i.e. ``fc(dropout(pool(...)))``: GLMC adds its own heads on
+  the pooled features, whose width is ``out_channels``.
+
+:class:`PooledGCN` implements the second half and the input check once; a backbone subclasses it,
+sets the attributes listed there and defines ``forward_features``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from shapmix.skeleton.layouts import Layout, get_layout
+
+__all__ = ["ClassifierKind", "CosineClassifier", "PooledGCN", "block_plan", "build_classifier"]
+
+ClassifierKind = Literal["linear", "cosine"]
+
+
+def block_plan(num_blocks: int = 10, base_channels: int = 64) -> list[tuple[int, int]]:
+    """Output channels and temporal stride of each block.
+
+    Blocks are split into three stages of widths ``base``, ``2 base`` and ``4 base`` as evenly
+    as possible, extra blocks going to the earlier stages; the first block of the second and
+    third stage halves the temporal resolution.  ``num_blocks=10`` gives the ``[4, 3, 3]`` split
+    of CTR-GCN, 2s-AGCN and ST-GCN++ (strides at the 5th and 8th block); e.g. 4 blocks give
+    ``[2, 1, 1]``, 3 give ``[1, 1, 1]``.
+
+    Returns:
+        ``[(out_channels, stride), ...]``, one entry per block.
+    """
+    if num_blocks < 1:
+        raise ValueError(f"num_blocks must be at least 1, got {num_blocks}")
+    plan: list[tuple[int, int]] = []
+    for stage in range(3):
+        size = num_blocks // 3 + (1 if stage < num_blocks % 3 else 0)
+        for index in range(size):
+            stride = 2 if stage > 0 and index == 0 else 1
+            plan.append((base_channels * 2**stage, stride))
+    return plan
+
+
+class CosineClassifier(nn.Module):
+    """Normalised linear classifier: ``scale * cos(feature, class weight)`` for every class.
+
+    Both the ``(N, C)`` features and each class's ``(C,)`` weight vector are L2-normalised, so a
+    logit lies in ``[-scale, scale]``.  LDAM (Cao et al., NeurIPS 2019) is defined on this head:
+    its reference ``NormedLinear`` outputs the raw cosine and the loss applies the scale
+    (``loss.ldam_scale``), so LDAM runs keep ``scale = 1``.  There is no bias (a bias would undo
+    the normalisation).  The weight has the ``(num_classes, C)`` shape of ``nn.Linear``.
+
+    Args:
+        in_features: ``C``.
+        num_classes: ``K``.
+        scale: multiplier of the cosine.
+    """
+
+    def __init__(self, in_features: int, num_classes: int, scale: float = 1.0) -> None:
+        super().__init__()
+        if scale <= 0:
+            raise ValueError(f"cosine classifier scale must be positive, got {scale}")
+        self.scale = scale
+        self.weight = nn.Parameter(torch.empty(num_classes, in_features))  # the backbone initialises it
+
+    def forward(self, features: Tensor) -> Tensor:
+        """``(N, C)`` -> ``(N, K)`` scaled cosine similarities."""
+        return self.scale * nn.functional.linear(
+            nn.functional.normalize(features, dim=1), nn.functional.normalize(self.weight, dim=1)
+        )
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.weight.shape[1]}, num_classes={self.weight.shape[0]}, scale={self.scale}"
+
+
+def build_classifier(kind: ClassifierKind, in_features: int, num_classes: int, cosine_scale: float = 1.0) -> nn.Module:
+    """``nn.Linear`` (``kind="linear"``, weight and bias) or :class:`CosineClassifier`
+    (``"cosine"``, weight only); both have a ``(num_classes, in_features)`` ``weight``."""
+    if kind == "linear":
+        return nn.Linear(in_features, num_classes)
+    if kind == "cosine":
+        return CosineClassifier(in_features, num_classes, cosine_scale)
+    raise ValueError(f"classifier must be 'linear' or 'cosine', got {kind!r}")
+
+
+class PooledGCN(nn.Module, ABC):
+    """Base of backbones whose head averages the last block over time, joints and persons.
+
+    A subclass calls :meth:`_set_input_shape` in its constructor, defines ``forward_features``
+    (``(N, C, T, V, M)`` -> ``(N*M, C_out, T', V)``), and sets ``out_channels`` (``C_out``),
+    ``dropout`` (a module) and ``fc`` (the classifier, see :func:`build_classifier`; the name
+    decoupled second stages and the influence-balanced loss look for).
+    """
+
+    layout: Layout
+    num_classes: int
+    num_joints: int
+    num_persons: int
+    in_channels: int
+    out_channels: int
+    dropout: nn.Module
+    fc: nn.Module
+
+    def _set_input_shape(self, num_classes: int, layout: str | Layout, num_persons: int, in_channels: int) -> None:
+        """Validate and store the class count and the ``(C, V, M)`` the model takes."""
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be positive, got {num_classes}")
+        if num_persons < 1 or in_channels < 1:
+            raise ValueError(f"num_persons and in_channels must be positive, got {num_persons} and {in_channels}")
+        self.layout = get_layout(layout)
+        self.num_classes = num_classes
+        self.num_joints = self.layout.num_joints
+        self.num_persons = num_persons
+        self.in_channels = in_channels
+
+    def _check_input(self, x: Tensor) -> None:
+        if x.ndim != 5:
+            raise ValueError(f"expected input of shape (N, C, T, V, M), got {tuple(x.shape)}")
+        _, C, _, V, M = x.shape
+        if (C, V, M) != (self.in_channels, self.num_joints, self.num_persons):
+            raise ValueError(
+                f"expected (C, V, M) = {(self.in_channels, self.num_joints, self.num_persons)} "
+                f"for layout {self.layout.name!r}, got {(C, V, M)} from input {tuple(x.shape)}"
+            )
+
+    @abstractmethod
+    def forward_features(self, x: Tensor) -> Tensor:
+        """``(N, C, T, V, M)`` -> the last block's output ``(N*M, C_out, T', V)``."""
+
+    def pool(self, features: Tensor, num_persons: int | None = None) -> Tensor:
+        """Global average over time, joints and persons: ``(N*M, C_out, T', V)`` -> ``(N, C_out)``."""
+        M = self.num_persons if num_persons is None else num_persons
+        NM, C_out = features.shape[:2]
+        if NM % M != 0:
+            raise ValueError(f"batch of {NM} person-samples is not divisible by num_persons={M}")
+        return features.reshape(NM // M, M, C_out, -1).mean(dim=3).mean(dim=1)
+
+    def head(self, features: Tensor, num_persons: int | None = None) -> Tensor:
+        """Classifier on last-block features: ``(N*M, C_out, T', V)`` -> logits ``(N, num_classes)``."""
+        return self.fc(self.dropout(self.pool(features, num_persons)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(N, C, T, V, M)`` -> logits ``(N, num_classes)``."""
+        return self.head(self.forward_features(x), x.shape[-1])
