@@ -38,6 +38,13 @@ PAPER_TABLES = {
     "paper/table4-ntu60-xsub", "paper/table4-ntu60-xview", "paper/table4-ntu120-xsub",
     "paper/table4-ntu120-xset", "paper/table7-mixing", "paper/table8-guidance", "paper/table10-parts",
     "paper/table11-frames", "paper/table12-temperature", "paper/table13-cost", "paper/table2-kinetics",
+    "paper/table9-backbones-ltntu60", "paper/table9-backbones-ntu120-xsub", "paper/table9-backbones-ntu120-xset",
+}
+# The backbone tables: appendix B.2 (long-tailed) and Table 9 (balanced; FR Head comes with the methods).
+BACKBONE_TABLES = {
+    "paper/table9-backbones-ltntu60": (("ctrgcn", "stgcnpp", "infogcn", "hdgcn"), ("ce", "shapmix")),
+    "paper/table9-backbones-ntu120-xsub": (("agcn", "ctrgcn", "infogcn", "hdgcn"), ("none", "stmix")),
+    "paper/table9-backbones-ntu120-xset": (("agcn", "ctrgcn", "infogcn", "hdgcn"), ("none", "stmix")),
 }
 FRAMES = 20
 PERSONS = 2
@@ -87,6 +94,7 @@ def structure(config: Config) -> tuple:
     """What makes a row a different kind of training (hyper-parameter values aside)."""
     method = config.method
     return (
+        config.model.name,
         config.loss.name,
         config.loss.drw_epoch is not None,
         method.name,
@@ -164,6 +172,15 @@ def test_experiment_reproduces_the_paper_settings(name, experiments):
     if name == "paper/table12-temperature":
         # the paper's 0.1 .. 0.5 on the authors' x10 table
         assert [stages[0].method.tau for stages in configs.values()] == [0.01, 0.02, 0.03, 0.04, 0.05]
+    if name in BACKBONE_TABLES:
+        backbones, kinds = BACKBONE_TABLES[name]
+        rows = [(stages[0].model.name, stages[0].method.name, stages[0].loss.name) for stages in configs.values()]
+        # every backbone at its original size, without and with the paper's mixing (Shap-Mix with
+        # Balanced Softmax long-tailed, ST-Mix with cross entropy balanced)
+        expected_rows = {"ce": ("none", "ce"), "shapmix": ("shapmix", "balanced_softmax"),
+                         "none": ("none", "ce"), "stmix": ("stmix", "ce")}
+        assert rows == [(backbone, *expected_rows[kind]) for backbone in backbones for kind in kinds]
+        assert all(not stages[0].model.args for stages in configs.values())
     if name == "paper/table13-cost":
         assert [configs[f"iter-{n}"][0].method.interval for n in (1, 2, 5)] == [1, 2, 5]
     if name == "paper/table8-guidance":
@@ -221,7 +238,8 @@ def test_every_row_builds_and_every_kind_of_row_trains_a_step(tmp_path, experime
             elif job.requires is None:
                 # the same kind of training as a row that trained: build its whole trainer only
                 Trainer(job.config, job.out_dir).close()
-    structures = [kind[2:] for kind in kinds]
+    structures = [kind[3:] for kind in kinds]
+    assert {kind[2] for kind in kinds} == {"ctrgcn", "stgcnpp", "agcn", "infogcn", "hdgcn"}  # every backbone trained
     # every loss, sampler, mixing method, guidance, modality and second stage of the files trained
     assert {kind[0] for kind in structures} == {"ce", "balanced_softmax", "focal", "class_balanced", "ldam", "influence_balanced"}
     assert {kind[2] for kind in structures} == {"none", "mixup", "cutmix", "stmix", "shapmix", "remix", "glmc"}
