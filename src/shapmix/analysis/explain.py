@@ -169,20 +169,22 @@ def explain_batch(
 
 
 class Explainer:
-    """``on_batch`` hook writing, per input, ``NAME.json`` and the pictures into ``out_dir``.
+    """``on_batch`` hook of :func:`~shapmix.engine.predict.predict` writing, per input,
+    ``NAME.json`` and (``pictures``) ``NAME_frames.png`` and ``NAME.gif`` into ``out_dir``.
 
     Args:
-        predictor: the predictor whose batches are explained.
-        checkpoint: its checkpoint (for the baseline).
+        checkpoint: the predicting checkpoint (its baseline, see :func:`explanation_baseline`).
         out_dir: created if needed.
-        pictures: also write ``NAME_frames.png`` and ``NAME.gif``.
+        pictures: also draw the key frames and the animation.
     """
 
-    def __init__(self, predictor: Predictor, checkpoint: str | os.PathLike, out_dir: str | os.PathLike, pictures: bool = True) -> None:
+    def __init__(self, checkpoint: str | os.PathLike, out_dir: str | os.PathLike, pictures: bool = True) -> None:
+        self.checkpoint = checkpoint
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.baseline, self.baseline_description = explanation_baseline(predictor, checkpoint)
         self.pictures = pictures
+        self.baseline: torch.Tensor | None = None
+        self.baseline_description = ""
         self.written: list[Path] = []
         self._used: set[str] = set()
 
@@ -199,6 +201,8 @@ class Explainer:
     def __call__(self, predictor: Predictor, batch: PredictedBatch) -> None:
         from ..viz.explain import animate_explanation, plot_explanation_frames
 
+        if self.baseline is None:  # the predictor's device and config are known from the first batch
+            self.baseline, self.baseline_description = explanation_baseline(predictor, self.checkpoint)
         explanations = explain_batch(predictor, batch, self.baseline)
         layout, channels = predictor.spec.layout, predictor.spec.channels
         for row, explanation in enumerate(explanations):

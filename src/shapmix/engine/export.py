@@ -31,9 +31,10 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Iterator, Literal, Sequence
 
 import torch
 from torch import nn
@@ -119,10 +120,19 @@ def example_batch(predictor: Predictor, batch: int = EXAMPLE_BATCH) -> tuple[tor
     return x.masked_fill(padding[:, None, :, None, None], 0.0), lengths
 
 
-def _trace(module: DeployedModel, example: tuple[torch.Tensor, torch.Tensor]) -> torch.jit.ScriptModule:
+@contextmanager
+def _quiet_tracing() -> Iterator[None]:
+    """Silence what tracing says about this module: its shape checks and Python constants are
+    recorded as constants, as intended, and torch >= 2.9 marks TorchScript as deprecated (still
+    the format a plain ``torch.jit.load`` runs everywhere)."""
     with warnings.catch_warnings():
-        # the pipeline's shape checks and Python constants are recorded as constants, as intended
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        yield
+
+
+def _trace(module: DeployedModel, example: tuple[torch.Tensor, torch.Tensor]) -> torch.jit.ScriptModule:
+    with _quiet_tracing():
         return torch.jit.trace(module, example, check_trace=False)
 
 
@@ -131,9 +141,7 @@ def _write_onnx(module: DeployedModel, example: tuple[torch.Tensor, torch.Tensor
         import onnx
     except ImportError:
         raise ImportError("ONNX export needs onnx and onnxruntime: pip install 'shapmix[onnx]'") from None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
+    with _quiet_tracing():
         torch.onnx.export(
             module,
             example,
@@ -153,7 +161,7 @@ def _write_onnx(module: DeployedModel, example: tuple[torch.Tensor, torch.Tensor
 def run_exported(path: str | os.PathLike, export_format: str, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Scores of an exported file on a raw batch, run the way a deployment runs it."""
     if export_format == "torchscript":
-        with torch.no_grad():
+        with torch.no_grad(), _quiet_tracing():
             return torch.jit.load(str(path), map_location="cpu")(x, lengths)
     import onnxruntime
 
@@ -175,7 +183,8 @@ def export_predictor(predictor: Predictor, path: str | os.PathLike, export_forma
     path.parent.mkdir(parents=True, exist_ok=True)
     if export_format == "torchscript":
         traced = _trace(module, example)
-        torch.jit.save(traced, str(path), _extra_files={f"{METADATA_KEY}.json": json.dumps(metadata)})
+        with _quiet_tracing():
+            torch.jit.save(traced, str(path), _extra_files={f"{METADATA_KEY}.json": json.dumps(metadata)})
     else:
         _write_onnx(module, example, path, metadata)
     with torch.no_grad():

@@ -350,15 +350,21 @@ def read_input_file(path: str | os.PathLike, spec: InputSpec, axes: str = DEFAUL
 
 def collect_input_files(inputs: Iterable[str | os.PathLike]) -> list[Path]:
     """The files to predict: each given file, and the readable files of each given folder
-    (not recursive, sorted by name).  A missing input is an error naming it."""
+    (not recursive, sorted by name).  A missing input, or a folder without any, is an error
+    naming it."""
     files: list[Path] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            files += sorted(
+            found = sorted(
                 child for child in path.iterdir()
                 if child.is_file() and (child.suffix.lower() in FOLDER_SUFFIXES or child.name.endswith(MSR_SUFFIX))
             )
+            if not found:
+                raise FileNotFoundError(
+                    f"folder {path} holds no skeleton file (*{', *'.join(FOLDER_SUFFIXES)}, *{MSR_SUFFIX})"
+                )
+            files += found
         elif path.exists():
             files.append(path)
         else:
