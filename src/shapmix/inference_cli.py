@@ -84,7 +84,7 @@ def _positive_int(text: str) -> int:
 
 def add_predict_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``predict`` to ``subparsers`` (from ``ArgumentParser.add_subparsers``)."""
-    from .engine.predict import DEFAULT_AXES, DEFAULT_TOP_K, MIN_FRAMES
+    from .engine.predict import DEFAULT_AXES, DEFAULT_TOP_K, MOTION_MIN_FRAMES
 
     parser = subparsers.add_parser(
         "predict", help="predict actions in raw skeleton files", epilog=EXAMPLES_PREDICT, formatter_class=_formatter,
@@ -97,7 +97,8 @@ def add_predict_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--explain", type=Path, metavar="DIR", help="write a Shapley explanation of every input here")
     parser.add_argument("--num-clips", type=_positive_int, help="clips per sequence (default: the checkpoint's eval.num_clips)")
     parser.add_argument("--batch-size", type=_positive_int, help="samples per forward pass (default: the run's eval batch)")
-    parser.add_argument("--min-frames", type=_positive_int, default=MIN_FRAMES, help=f"refuse shorter sequences (default {MIN_FRAMES})")
+    parser.add_argument("--min-frames", type=_positive_int,
+                        help=f"refuse shorter sequences (default: {MOTION_MIN_FRAMES} for a motion modality, else 1)")
     parser.add_argument("--axes", default=DEFAULT_AXES, help=f".npy axes, letters of NCTVM (default {DEFAULT_AXES})")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

@@ -30,7 +30,15 @@ import yaml
 from .checkpoint import load_checkpoint
 from .evaluate import Metrics, compute_metrics, save_scores
 
-__all__ = ["SCORES_FILE", "RunScores", "EnsembleResult", "load_run_scores", "ensemble_runs", "format_ensemble_table"]
+__all__ = [
+    "SCORES_FILE",
+    "RunScores",
+    "EnsembleResult",
+    "load_run_scores",
+    "ensemble_runs",
+    "format_ensemble_table",
+    "short_labels",
+]
 
 SCORES_FILE = "test_scores.npz"
 CHECKPOINT_FILES = ("last.pt", "best.pt")
@@ -98,7 +106,7 @@ def _check_aligned(first: RunScores, other: RunScores) -> None:
             f"second: {only_other}): fuse runs of the same test split"
         )
     if not np.array_equal(first.labels, other.labels):
-        name = first.names[np.flatnonzero(first.labels != other.labels)[0]]
+        name = str(first.names[np.flatnonzero(first.labels != other.labels)[0]])
         raise ValueError(f"runs {first.run} and {other.run} disagree on the label of sample {name!r}")
     if not np.array_equal(first.train_counts, other.train_counts):
         raise ValueError(
@@ -192,20 +200,31 @@ def _cell(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f}"
 
 
+def short_labels(paths: Sequence[Path]) -> list[str]:
+    """The shortest trailing parts that tell the paths apart (``joint/seed0``, ``bone/seed0``)."""
+    parts = [Path(path).resolve().parts for path in paths]
+    for count in range(1, max(len(p) for p in parts) + 1):
+        labels = ["/".join(p[-count:]) for p in parts]
+        if len(set(labels)) == len(labels):
+            return labels
+    return [str(path) for path in paths]
+
+
 def format_ensemble_table(result: EnsembleResult) -> str:
     """Each member and the ensemble: weight, overall, top-5, class-mean, Many / Medium / Few."""
     sizes = result.metrics.group_sizes
+    labels = short_labels(result.runs)
+    width = max(len("ensemble"), *(len(label) for label in labels)) + 2
     header = (
-        f"{'run':<40}{'weight':>8}{'top1':>8}{'top5':>8}{'mean':>8}"
+        f"{'run':<{width}}{'weight':>8}{'top1':>8}{'top5':>8}{'mean':>8}"
         f"{'many(' + str(sizes['many']) + ')':>11}{'med(' + str(sizes['medium']) + ')':>10}{'few(' + str(sizes['few']) + ')':>10}"
     )
-    rows = [(str(run), f"{weight:g}", m) for run, weight, m in zip(result.runs, result.weights, result.member_metrics)]
+    rows = [(label, f"{weight:g}", m) for label, weight, m in zip(labels, result.weights, result.member_metrics)]
     rows.append(("ensemble", "", result.metrics))
     lines = [header]
     for label, weight, m in rows:
-        label = label if len(label) < 40 else "..." + label[-36:]
         lines.append(
-            f"{label:<40}{weight:>8}{_cell(m.top1):>8}{_cell(m.top5):>8}{_cell(m.class_mean):>8}"
+            f"{label:<{width}}{weight:>8}{_cell(m.top1):>8}{_cell(m.top5):>8}{_cell(m.class_mean):>8}"
             f"{_cell(m.many):>11}{_cell(m.medium):>10}{_cell(m.few):>10}"
         )
     return "\n".join(lines)

@@ -60,7 +60,7 @@ from .evaluate import average_clip_scores
 __all__ = [
     "DEFAULT_TOP_K",
     "INPUT_SPEC_KEY",
-    "MIN_FRAMES",
+    "MOTION_MIN_FRAMES",
     "InputSpec",
     "PredictInputError",
     "Predictor",
@@ -77,8 +77,9 @@ __all__ = [
 INPUT_SPEC_KEY = "input_spec"
 """Checkpoint key describing the model's input (:meth:`InputSpec.to_dict`)."""
 DEFAULT_TOP_K = 5
-MIN_FRAMES = 2
-"""Default shortest sequence predicted: one frame is a pose, not an action (and has no motion)."""
+MOTION_MIN_FRAMES = 2
+"""Shortest sequence a motion modality sees anything in (one frame difference); the joint and
+bone modalities take a single frame (NW-UCLA has one-frame samples, trained on as they are)."""
 DEFAULT_AXES = "CTVM"
 """Axes of a ``.npy`` input: one sample in the project's order (``M`` optional, ``N`` allowed)."""
 MSR_SUFFIX = "_skeleton3D.txt"
@@ -151,7 +152,8 @@ class Predictor:
         device: where batches are scored.
 
     ``config.eval.num_clips`` clips are scored per sequence and averaged
-    (:func:`~shapmix.engine.evaluate.average_clip_scores`).
+    (:func:`~shapmix.engine.evaluate.average_clip_scores`).  ``min_frames`` is the shortest
+    sequence the input modality carries information in (:data:`MOTION_MIN_FRAMES` for motion).
     """
 
     def __init__(
@@ -163,6 +165,7 @@ class Predictor:
         self.class_names = list(class_names)
         self.device = device
         self.num_clips = config.eval.num_clips
+        self.min_frames = MOTION_MIN_FRAMES if config.data.modality.endswith("motion") else 1
         self.pipeline: Compose = build_test_pipeline(config, spec.layout, spec.channels, self.num_clips)
 
     @classmethod
@@ -372,7 +375,7 @@ def collect_input_files(inputs: Iterable[str | os.PathLike]) -> list[Path]:
     return files
 
 
-def fit_to_spec(sample: RawSample, spec: InputSpec, min_frames: int = MIN_FRAMES) -> np.ndarray:
+def fit_to_spec(sample: RawSample, spec: InputSpec, min_frames: int = 1) -> np.ndarray:
     """``sample.data`` as the model's ``(C, T, V, M)`` input, or a :class:`PredictInputError`.
 
     Checks the layout (when the format states one), the joint count, the channels (by name when
@@ -520,13 +523,15 @@ def iter_predictions(
     report: PredictionReport,
     top_k: int = DEFAULT_TOP_K,
     batch_size: int | None = None,
-    min_frames: int = MIN_FRAMES,
+    min_frames: int | None = None,
     axes: str = DEFAULT_AXES,
     progress: bool = False,
 ) -> Iterator[PredictedBatch]:
     """Read ``files``, score them ``batch_size`` samples at a time and yield each batch; every
-    file that cannot be read or fitted is appended to ``report.skipped`` and the rest go on."""
+    file that cannot be read or fitted is appended to ``report.skipped`` and the rest go on.
+    ``min_frames`` defaults to the predictor's."""
     batch_size = batch_size or predictor.config.train.eval_batch_size
+    min_frames = predictor.min_frames if min_frames is None else min_frames
     pending: list[tuple[RawSample, np.ndarray]] = []
 
     def score(chunk: list[tuple[RawSample, np.ndarray]]) -> PredictedBatch:
@@ -567,7 +572,7 @@ def predict(
     batch_size: int | None = None,
     device: str = "auto",
     overrides: Sequence[str] = (),
-    min_frames: int = MIN_FRAMES,
+    min_frames: int | None = None,
     axes: str = DEFAULT_AXES,
     progress: bool = False,
     on_batch: Callable[[Predictor, PredictedBatch], None] | None = None,
@@ -582,7 +587,7 @@ def predict(
         batch_size: samples per forward pass (default the run's ``train.eval_batch_size``).
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N``.
         overrides: ``KEY=VALUE`` changes of the checkpoint's config.
-        min_frames: shorter sequences are refused.
+        min_frames: shorter sequences are refused (default: 2 for a motion modality, else 1).
         axes: axes of ``.npy`` inputs (``CTVM``; ``N`` for several samples per file).
         progress: show a progress bar over the files.
         on_batch: called with every scored batch (e.g. to explain it).
