@@ -113,8 +113,11 @@ def assert_same_content(a, b) -> None:
         assert a == b
 
 
-def make_layout_dataset(root: Path, layout: str, persons: int, frames: int = 16, per_class: int = 4, seed: int = 0) -> Path:
-    """A tiny dataset of any layout (x, y, z; ``TINY_CLASSES`` classes, each moving its own part)."""
+def make_layout_dataset(
+    root: Path, layout: str, persons: int, frames: int = 16, per_class: int = 4, seed: int = 0,
+    channels: tuple[str, ...] = ("x", "y", "z"),
+) -> Path:
+    """A tiny dataset of any layout (3 channels; ``TINY_CLASSES`` classes, each moving its own part)."""
     from shapmix.skeleton.layouts import get_layout
 
     spec = get_layout(layout)
@@ -128,16 +131,19 @@ def make_layout_dataset(root: Path, layout: str, persons: int, frames: int = 16,
     names = [f"s{row:03d}" for row in range(count)]
     half = count // 2
     write_dataset(root, data, labels, [frames] * count, names, layout, [f"class{c}" for c in range(TINY_CLASSES)],
-                  splits={"train": names[:half], "test": names[half:]})
+                  splits={"train": names[:half], "test": names[half:]}, channels=channels)
     return root
 
 
-def train_tiny_checkpoint(root: Path, layout: str = "ntu25", persons: int = 2, extra: list[str] | None = None) -> Path:
+def train_tiny_checkpoint(
+    root: Path, layout: str = "ntu25", persons: int = 2, extra: list[str] | None = None,
+    channels: tuple[str, ...] = ("x", "y", "z"),
+) -> Path:
     """Train one quick epoch (plain cross entropy, no plots) on :func:`make_layout_dataset` data
     of ``layout`` in ``root``; returns the ``last.pt``."""
     from shapmix.engine.trainer import train
 
-    data = make_layout_dataset(root / "data", layout, persons)
+    data = make_layout_dataset(root / "data", layout, persons, channels=channels)
     overrides = ["method.name=none", "loss.name=ce", "log.plots=false", "train.threads=1", *list(extra or [])]
     train(tiny_config(data, epochs=1, extra=overrides), root / "run")
     return root / "run" / "last.pt"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ from helpers import train_tiny_checkpoint
 from shapmix.analysis.explain import explain_batch
 from shapmix.cli import main
 from shapmix.config import load_config
-from shapmix.engine.predict import InputSpec, PredictionReport, Predictor, RawSample, iter_predictions
+from shapmix.engine.predict import InputSpec, PredictionReport, Predictor, iter_predictions
 from shapmix.skeleton.layouts import get_layout
 from shapmix.viz.explain import animate_explanation, key_frames, plot_explanation_frames
 from shapmix.viz.saliency import template_pose

@@ -125,6 +125,43 @@ def test_missing_inputs_and_bad_options_are_errors(ntu_run, tmp_path, capsys):
         main(["predict", "--checkpoint", str(ntu_run), "x.npy", "--top-k", "0"])
 
 
+def test_a_pyskl_pickle_gives_one_prediction_per_annotation(ntu_run, tmp_path):
+    from shapmix.data.sources.pyskl import annotations_from_dataset, write_pyskl
+
+    dataset = load_dataset(ntu_run.parent.parent / "data")
+    annotations, split = annotations_from_dataset(dataset)
+    write_pyskl(annotations[:3], {"test": dataset.names[:3]}, tmp_path / "three.pkl")
+    report = predict(ntu_run, [tmp_path / "three.pkl"], top_k=4)
+    assert [p.name for p in report.predictions] == dataset.names[:3]
+    predictor = Predictor.from_checkpoint(ntu_run)
+    stored = torch.from_numpy(np.asarray(dataset.data[:3]).astype(np.float16).astype(np.float32))  # pyskl's float16
+    expected = torch.softmax(predictor.scores(stored, torch.from_numpy(dataset.lengths[:3])), 1).numpy()
+    got = _probabilities(report, 4)
+    for row, name in enumerate(dataset.names[:3]):
+        np.testing.assert_allclose(got[name], expected[row], atol=1e-5)
+
+
+def test_a_kinetics_json_needs_an_openpose_checkpoint(ntu_run, tmp_path):
+    from shapmix.data.sources.kinetics import read_kinetics_file
+
+    rng = np.random.default_rng(0)
+    frames = [
+        {"frame_index": t, "skeleton": [{"pose": rng.uniform(0, 1, 36).round(3).tolist(), "score": rng.uniform(0.1, 1, 18).round(3).tolist()}
+                                        for _ in range(1 + t % 2)]}
+        for t in range(12)
+    ]
+    video = tmp_path / "video.json"
+    video.write_text(json.dumps({"data": frames, "label": "dance", "label_index": 3}))
+    refused = predict(ntu_run, [video])
+    assert "layout openpose18 (18 joints); the checkpoint takes layout ntu25" in refused.skipped[0].reason
+    checkpoint = train_tiny_checkpoint(tmp_path / "k", "openpose18", 2, channels=("x", "y", "score"))
+    report = predict(checkpoint, [video], top_k=4)
+    data, _ = read_kinetics_file(video)
+    predictor = Predictor.from_checkpoint(checkpoint)
+    expected = torch.softmax(predictor.scores(torch.from_numpy(data[None]), torch.tensor([data.shape[1]])), 1)[0]
+    np.testing.assert_allclose(_probabilities(report, 4)["video"], expected.numpy(), atol=1e-5)
+
+
 def test_one_frame_is_enough_for_joints_but_not_for_motion(ntu_run, tmp_path):
     dataset = load_dataset(ntu_run.parent.parent / "data")
     np.save(tmp_path / "pose.npy", np.asarray(dataset.data[0][:, :1]))
