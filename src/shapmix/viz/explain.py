@@ -13,6 +13,7 @@ right, y up), in its own units; absent persons (all-zero frames) are not drawn.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -41,6 +42,8 @@ JOINT_SIZE = 12.0
 MARGIN_FRACTION = 0.08
 """Space around the skeleton, as a fraction of its extent."""
 DPI = 100
+ANIMATION_TITLE_WIDTH = 44
+"""Characters per line of the animation's title (long class names wrap instead of being cut)."""
 
 
 def key_frames(num_frames: int, count: int = NUM_KEY_FRAMES) -> np.ndarray:
@@ -179,7 +182,7 @@ def animate_explanation(
     bones, points = drawing.draw(ax, int(shown[0]))
     caption = ax.set_title(f"frame {num_frames} of {num_frames}", fontsize=9)
     drawing.colour_bar(fig, ax)
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(textwrap.fill(title, ANIMATION_TITLE_WIDTH), fontsize=9)
     fig.canvas.draw()
     fig.set_layout_engine("none")  # laid out once: a layout pass per frame would dominate the time
 
