@@ -111,3 +111,39 @@ def assert_same_content(a, b) -> None:
         np.testing.assert_array_equal(a, b)
     else:
         assert a == b
+
+
+def make_layout_dataset(
+    root: Path, layout: str, persons: int, frames: int = 16, per_class: int = 4, seed: int = 0,
+    channels: tuple[str, ...] = ("x", "y", "z"),
+) -> Path:
+    """A tiny dataset of any layout (3 channels; ``TINY_CLASSES`` classes, each moving its own part)."""
+    from shapmix.skeleton.layouts import get_layout
+
+    spec = get_layout(layout)
+    rng = np.random.default_rng(seed)
+    count = 2 * per_class * TINY_CLASSES
+    data = rng.normal(scale=0.05, size=(count, 3, frames, spec.num_joints, persons)).astype(np.float32)
+    labels = np.tile(np.arange(TINY_CLASSES), 2 * per_class)
+    wave = np.sin(np.arange(frames) * 0.5)
+    for row, cls in enumerate(labels):
+        data[row, 0, :, list(spec.parts.values())[cls], 0] += wave[None, :]
+    names = [f"s{row:03d}" for row in range(count)]
+    half = count // 2
+    write_dataset(root, data, labels, [frames] * count, names, layout, [f"class{c}" for c in range(TINY_CLASSES)],
+                  splits={"train": names[:half], "test": names[half:]}, channels=channels)
+    return root
+
+
+def train_tiny_checkpoint(
+    root: Path, layout: str = "ntu25", persons: int = 2, extra: list[str] | None = None,
+    channels: tuple[str, ...] = ("x", "y", "z"),
+) -> Path:
+    """Train one quick epoch (plain cross entropy, no plots) on :func:`make_layout_dataset` data
+    of ``layout`` in ``root``; returns the ``last.pt``."""
+    from shapmix.engine.trainer import train
+
+    data = make_layout_dataset(root / "data", layout, persons, channels=channels)
+    overrides = ["method.name=none", "loss.name=ce", "log.plots=false", "train.threads=1", *list(extra or [])]
+    train(tiny_config(data, epochs=1, extra=overrides), root / "run")
+    return root / "run" / "last.pt"

@@ -1,10 +1,14 @@
 """The README's code examples run as written."""
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+SRC = README.parent / "src"
 
 
 def _example(marker: str) -> str:
@@ -20,6 +24,31 @@ def test_plug_in_example_trains_a_users_model(capsys):
     loss = float(capsys.readouterr().out.strip())
     assert loss > 0
     assert 0 < namespace["table"].counts.sum() <= 8  # the batch's estimates updated the table
+
+
+def test_python_api_example_trains_evaluates_predicts_and_exports(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # the example writes data/, runs/ and files where it runs
+    namespace: dict = {}
+    exec(compile(_example("python-api"), "README.md", "exec"), namespace)
+    shapmix = namespace["shapmix"]
+    assert capsys.readouterr().out.splitlines()[0] == shapmix.__version__
+    assert (tmp_path / "runs" / "tiny" / "last.pt").exists() and (tmp_path / "tiny.pt").exists()
+    top = namespace["report"].predictions[0].top
+    assert len(top) == 3 and 0 < sum(p for _, _, p in top) <= 1 + 1e-6
+    assert namespace["metrics"].num_samples == 16
+
+
+def test_import_shapmix_is_light_and_exports_the_public_names():
+    code = (
+        "import sys, shapmix; heavy = [m for m in ('torch', 'matplotlib') if m in sys.modules]; "
+        "assert not heavy, heavy; "
+        "names = ['build_model', 'load_original_checkpoint', 'STMix', 'ShapMix', 'SaliencyTable', "
+        "'load_config', 'train', 'evaluate_checkpoint', 'predict']; "
+        "assert set(names) <= set(shapmix.__all__) and all(callable(getattr(shapmix, n)) for n in names); "
+        "assert 'matplotlib' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": str(SRC)})
+    assert (SRC / "shapmix" / "py.typed").exists()
 
 
 def test_readme_starts_with_the_two_commands():

@@ -24,6 +24,7 @@ EXAMPLES_EVAL = """\
 examples:
   shapmix eval --checkpoint runs/ntu-bs/last.pt
   shapmix eval --checkpoint runs/ntu-bs/last.pt --out runs/ntu-bs/eval data.path=/new/place
+  shapmix eval --checkpoint runs/ntu-bs/last.pt eval.num_clips=10   # average 10 temporal clips
 """
 
 EXAMPLES_SYNTH = """\
@@ -92,10 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
     from .analysis.cli import add_saliency_parser
     from .bench.cli import add_bench_parser
     from .data.prepare import add_prepare_parser
+    from .inference_cli import add_ensemble_parser, add_export_parser, add_predict_parser
 
     add_bench_parser(commands)
     add_prepare_parser(commands)
     add_saliency_parser(commands)
+    add_predict_parser(commands)
+    add_ensemble_parser(commands)
+    add_export_parser(commands)
     return parser
 
 

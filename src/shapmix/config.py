@@ -46,6 +46,7 @@ __all__ = [
     "FinetuneConfig",
     "TrainConfig",
     "LogConfig",
+    "EvalConfig",
     "load_config",
     "packaged_configs",
     "apply_overrides",
@@ -398,6 +399,18 @@ class LogConfig(Section):
     plots: bool = Field(True, description="write PNG plots into the run directory")
 
 
+class EvalConfig(Section):
+    """Test-time scoring: a run's test and validation, ``shapmix eval`` and ``shapmix predict``."""
+
+    num_clips: int = Field(
+        1,
+        ge=1,
+        description="temporal clips scored per test sequence: 1 = the central data.test_crop; K > 1 = K "
+        "windows of the same length spaced uniformly over the valid frames, class probabilities "
+        "averaged (pyskl's multi-clip testing; its NTU configs use 10)",
+    )
+
+
 class Config(Section):
     """A complete run: every key below is overridable as ``section.key=value``."""
 
@@ -413,6 +426,7 @@ class Config(Section):
     )
     train: TrainConfig = Field(default_factory=TrainConfig)
     log: LogConfig = Field(default_factory=LogConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
 
     @model_validator(mode="after")
     def _check_loss_epochs(self) -> "Config":

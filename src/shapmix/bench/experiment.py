@@ -320,37 +320,20 @@ def check_datasets(jobs: Sequence[BenchJob], experiment: Experiment) -> None:
 
 
 def _fuse(bench_dir: Path, ensemble: EnsembleSpec, rows: Sequence[Preset], finished: Sequence[ResultRow]) -> list[ResultRow]:
-    """One row per seed at which every fused row finished: metrics of the weighted logit sum."""
-    from ..engine.checkpoint import load_checkpoint
-    from ..engine.evaluate import compute_metrics
+    """One row per seed at which every fused row finished: metrics of the weighted logit sum
+    (:func:`~shapmix.engine.ensemble.ensemble_runs`, what ``shapmix ensemble`` computes)."""
+    from ..engine.ensemble import ensemble_runs
 
     by_name = {row.name: row for row in rows}
     done = {(row.method, row.seed): row for row in finished}
     seeds = sorted({row.seed for row in finished})
     fused_rows: list[ResultRow] = []
+    members = list(ensemble.weights)
     for seed in seeds:
-        members = list(ensemble.weights)
         if any((member, seed) not in done or member not in by_name for member in members):
             continue
-        fused: np.ndarray | None = None
-        names: np.ndarray | None = None
-        labels: np.ndarray | None = None
-        for member in members:
-            run_dir = run_result_dir(bench_dir, by_name[member], seed)
-            with np.load(run_dir / "test_scores.npz") as scores:
-                order = np.argsort(scores["names"], kind="stable")
-                member_names, logits, member_labels = scores["names"][order], scores["logits"][order], scores["labels"][order]
-            if names is None:
-                names, labels, fused = member_names, member_labels, np.zeros_like(logits, dtype=np.float64)
-            elif not np.array_equal(names, member_names):
-                raise ValueError(f"ensemble {ensemble.name!r}: {run_dir} was tested on other samples than {members[0]}")
-            fused += ensemble.weights[member] * logits.astype(np.float64)
-        first_dir = run_result_dir(bench_dir, by_name[members[0]], seed)
-        config = yaml.safe_load((first_dir / "config.yaml").read_text(encoding="utf-8"))
-        counts = load_checkpoint(first_dir / "last.pt", map_location="cpu")["train_counts"]
-        metrics = compute_metrics(
-            fused, labels, counts, config["data"]["many_threshold"], config["data"]["few_threshold"]
-        )
+        run_dirs = [run_result_dir(bench_dir, by_name[member], seed) for member in members]
+        metrics = ensemble_runs(run_dirs, [ensemble.weights[member] for member in members]).metrics
         fused_rows.append(
             ResultRow(
                 method=ensemble.name,

@@ -36,7 +36,7 @@ from typing import Callable, Sequence
 
 import yaml
 
-from ..config import Config, config_to_dict
+from ..config import Config, ConfigError, build_config, config_to_dict
 from ..engine.distributed import init_distributed
 from ..engine.trainer import EpochCallback, train
 from .presets import Preset, get_presets, preset_config
@@ -206,7 +206,12 @@ def _check_same_config(job: BenchJob) -> None:
     saved = job.out_dir / "config.yaml"
     if not saved.exists() or job.config is None:
         return
-    previous = _flatten(yaml.safe_load(saved.read_text(encoding="utf-8")) or {})
+    raw = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
+    try:  # a section added since that run was trained compares as its defaults
+        raw = config_to_dict(build_config(raw, str(saved)))
+    except ConfigError:
+        pass  # a key that no longer exists: compared as saved, so it shows as differing
+    previous = _flatten(raw)
     current = _flatten(config_to_dict(job.config))
     differing = sorted(key for key in previous.keys() | current.keys() if previous.get(key) != current.get(key))
     if differing:

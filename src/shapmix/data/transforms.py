@@ -18,6 +18,9 @@ The pipeline of CTR-GCN (Chen et al., ICCV 2021), used by Shap-Mix:
 2. :class:`RandomRotation`: a rotation about x, y and z by angles ``U(-theta, theta)``.
 3. :class:`ToModality`: joint, bone (``x[child] - x[parent]`` over the layout's tree), joint
    motion or bone motion (frame differences, last frame zero).
+
+Multi-clip testing (:class:`MultiClipCropResize`, pyskl's ``num_clips``) replaces the central crop
+by ``K`` uniformly spaced windows of the same length, scored separately and averaged.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ __all__ = [
     "Compose",
     "Center",
     "CropResize",
+    "MultiClipCropResize",
+    "clip_starts",
     "RandomRotation",
     "ToModality",
     "bone_vectors",
@@ -262,16 +267,79 @@ def build_pipeline(
     min_crop_frames: int = 64,
     rotation: float = 0.3,
     modality: str = "joint",
+    num_clips: int = 1,
 ) -> Compose:
-    """The CTR-GCN pipeline for training (random crop, rotation) or testing (central crop)."""
+    """The CTR-GCN pipeline for training (random crop, rotation) or testing (central crop, or
+    ``num_clips > 1`` uniformly spaced windows: the batch grows to ``N * num_clips`` clips)."""
     layout = get_layout(layout)
     steps: list[BatchTransform] = [Center(layout.center, coordinate_channels)] if center else []
     if train:
         steps.append(CropResize(window, p_interval, min_crop_frames, random=True))
         if rotation > 0:
             steps.append(RandomRotation(rotation))
-    else:
+    elif num_clips == 1:
         steps.append(CropResize(window, (test_crop, test_crop), min_crop_frames, random=False))
+    else:
+        steps.append(MultiClipCropResize(window, test_crop, num_clips))
     if modality != "joint":
         steps.append(ToModality(modality, layout))
     return Compose(steps)
+
+
+def clip_starts(lengths: torch.Tensor, crop: torch.Tensor, num_clips: int) -> torch.Tensor:
+    """First frame of each of ``num_clips`` uniformly spaced windows of ``crop`` frames.
+
+    Window ``k`` starts at ``floor(k * (lengths - crop) / (K - 1))``: the first at frame 0, the
+    last ending at the last valid frame and, for odd ``K``, the middle one exactly where the
+    central crop starts (``(lengths - crop) / 2``).
+
+    Args:
+        lengths: ``(N,)`` valid frames per sample.
+        crop: ``(N,)`` window length per sample (at most ``lengths``).
+        num_clips: ``K >= 2`` windows per sample.
+
+    Returns:
+        ``(N, K)`` int64, on ``lengths``' device.
+    """
+    if num_clips < 2:
+        raise ValueError(f"clip_starts spaces at least 2 windows, got num_clips={num_clips}")
+    slack = (lengths.to(torch.int64) - crop.to(torch.int64)).clamp(min=0)
+    k = torch.arange(num_clips, device=lengths.device, dtype=torch.int64)
+    return torch.div(k[None, :] * slack[:, None], num_clips - 1, rounding_mode="floor")
+
+
+@dataclass
+class MultiClipCropResize:
+    """``num_clips`` uniformly spaced windows of each sequence, each resized to ``window`` frames.
+
+    A window is as long as the central test crop (``test_crop`` of the valid frames, with
+    :class:`CropResize`'s arithmetic); the windows start at :func:`clip_starts`.  ``num_clips = 1``
+    is the central crop.
+
+    Input ``(N, C, T, V, M)`` with ``lengths`` ``(N,)``; output ``(N * K, C, window, V, M)``, row
+    ``n * K + k`` being window ``k`` of sample ``n``, with lengths all ``window``.
+    """
+
+    window: int = 64
+    test_crop: float = 0.95
+    num_clips: int = 1
+
+    def __post_init__(self) -> None:
+        if self.num_clips < 1:
+            raise ValueError(f"num_clips must be at least 1, got {self.num_clips}")
+
+    def windows(self, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(start, crop)`` of every window, each ``(N, K)`` int64 on the CPU."""
+        start, crop = CropResize(self.window, (self.test_crop, self.test_crop), random=False).crop_bounds(lengths)
+        if self.num_clips == 1:
+            return start[:, None], crop[:, None]
+        valid = lengths.cpu().to(torch.int64).clamp(min=1)
+        return clip_starts(valid, crop, self.num_clips), crop[:, None].expand(-1, self.num_clips)
+
+    def __call__(
+        self, x: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        start, crop = self.windows(lengths)
+        clips = x.repeat_interleave(self.num_clips, dim=0)
+        frames = resample_frames(clips, start.flatten().to(x.device), crop.flatten().to(x.device), self.window)
+        return frames, torch.full((clips.shape[0],), self.window, dtype=lengths.dtype, device=lengths.device)

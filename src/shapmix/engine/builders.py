@@ -11,6 +11,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -23,6 +24,7 @@ from ..data.format import SkeletonData, load_dataset, read_name_list
 from ..data.synthetic import GENERATOR_VERSION, generate_synthetic
 from ..data.transforms import Compose, build_pipeline
 from ..models import build_model
+from ..skeleton.layouts import Layout
 from .distributed import DistributedContext
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "open_split",
     "build_run_model",
     "build_pipelines",
+    "build_test_pipeline",
     "eval_loader",
     "mean_input_sequence",
 ]
@@ -116,23 +119,39 @@ def build_run_model(config: Config, dataset: SkeletonData) -> nn.Module:
 
 
 def build_pipelines(config: Config, dataset: SkeletonData) -> tuple[Compose, Compose]:
-    """``(train, test)`` batched input pipelines of the CTR-GCN recipe."""
+    """``(train, test)`` batched input pipelines of the CTR-GCN recipe (test: the central crop)."""
+    return (
+        _pipeline(config, dataset.layout, dataset.channels, train=True),
+        _pipeline(config, dataset.layout, dataset.channels, train=False),
+    )
+
+
+def build_test_pipeline(
+    config: Config, layout: Layout | str, channels: Sequence[str], num_clips: int = 1
+) -> Compose:
+    """The test pipeline for data of ``layout`` with these channel names; ``num_clips > 1``
+    scores that many uniformly spaced windows per sequence (the batch grows to ``N * num_clips``)."""
+    return _pipeline(config, layout, channels, train=False, num_clips=num_clips)
+
+
+def _pipeline(
+    config: Config, layout: Layout | str, channels: Sequence[str], train: bool, num_clips: int = 1
+) -> Compose:
     data = config.data
-    coordinates = tuple(i for i, name in enumerate(dataset.channels) if name in ("x", "y", "z"))
-    rotation = data.rotation if coordinates == (0, 1, 2) else 0.0
-    common = dict(
-        layout=dataset.layout,
+    coordinates = tuple(i for i, name in enumerate(channels) if name in ("x", "y", "z"))
+    return build_pipeline(
+        layout=layout,
+        train=train,
         center=data.center and bool(coordinates),
         coordinate_channels=coordinates,
         window=data.window,
         p_interval=data.p_interval,
         test_crop=data.test_crop,
         min_crop_frames=data.min_crop_frames,
+        # rotation turns x, y, z; data without exactly those three channels is not rotated
+        rotation=data.rotation if train and coordinates == (0, 1, 2) else 0.0,
         modality=data.modality,
-    )
-    return (
-        build_pipeline(train=True, rotation=rotation, **common),
-        build_pipeline(train=False, rotation=0.0, **common),
+        num_clips=num_clips,
     )
 
 

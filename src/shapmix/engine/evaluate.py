@@ -8,6 +8,7 @@ Many/Medium/Few class-mean accuracy (groups from *training* counts; a group with
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -24,6 +25,7 @@ __all__ = [
     "Metrics",
     "compute_metrics",
     "predict",
+    "average_clip_scores",
     "format_metrics_table",
     "save_scores",
     "evaluate_checkpoint",
@@ -107,6 +109,20 @@ def compute_metrics(
     )
 
 
+def average_clip_scores(logits: torch.Tensor, num_clips: int) -> torch.Tensor:
+    """Fold ``(N * K, classes)`` clip logits (sample-major) into ``(N, classes)`` sample scores.
+
+    ``K = 1`` returns the logits unchanged.  For ``K > 1`` the clips' class probabilities are
+    averaged (pyskl's ``average_clips='prob'``) and returned as their logarithm,
+    ``log(mean_k softmax(logits_k))``: a logit vector whose softmax is the averaged probability,
+    so top-k, metrics and ensembles treat single- and multi-clip scores alike.
+    """
+    if num_clips == 1:
+        return logits
+    clips = logits.reshape(-1, num_clips, logits.shape[-1])
+    return torch.logsumexp(torch.log_softmax(clips, dim=-1), dim=1) - math.log(num_clips)
+
+
 @torch.no_grad()
 def predict(
     model: nn.Module,
@@ -114,10 +130,13 @@ def predict(
     prepare: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     device: torch.device,
     context: DistributedContext,
+    num_clips: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Eval-mode scores for every sample of ``loader``'s dataset.
 
-    ``prepare(x, lengths)`` turns a raw batch into model input on ``device`` (test pipeline).
+    ``prepare(x, lengths)`` turns a raw batch into model input on ``device`` (test pipeline);
+    with ``num_clips > 1`` it returns ``num_clips`` clips per sample (sample-major), whose scores
+    :func:`average_clip_scores` folds into one row per sample.
     Under DDP every process scores its shard and the results are gathered on all ranks.
 
     Returns:
@@ -128,7 +147,7 @@ def predict(
     indices, logits, labels = [], [], []
     for batch in loader:
         x = prepare(batch.x.to(device, non_blocking=True), batch.length.to(device))
-        logits.append(model(x).float().cpu())
+        logits.append(average_clip_scores(model(x).float(), num_clips).cpu())
         labels.append(batch.label)
         indices.append(batch.index)
     model.train(was_training)
@@ -180,11 +199,11 @@ def evaluate_checkpoint(
     """Score a training checkpoint on a split of the data it was trained with.
 
     The run's config is read from the checkpoint (``overrides`` may change e.g. ``data.path``
-    when the dataset moved).  Writes ``eval_<split>.json`` and ``eval_<split>_scores.npz`` into
-    ``out_dir`` when given.
+    when the dataset moved, or ``eval.num_clips`` for multi-clip testing).  Writes
+    ``eval_<split>.json`` and ``eval_<split>_scores.npz`` into ``out_dir`` when given.
     """
     from ..config import apply_overrides, build_config
-    from .builders import build_pipelines, build_run_model, eval_loader, open_run_data
+    from .builders import build_run_model, build_test_pipeline, eval_loader, open_run_data
     from .checkpoint import load_checkpoint
     from .distributed import resolve_device
 
@@ -200,10 +219,11 @@ def evaluate_checkpoint(
     torch_device = resolve_device(device)
     model = build_run_model(config, dataset).to(torch_device)
     model.load_state_dict(state["model"])
-    _, test_pipeline = build_pipelines(config, dataset)
+    num_clips = config.eval.num_clips
+    test_pipeline = build_test_pipeline(config, dataset.layout, dataset.channels, num_clips)
     loader = eval_loader(target, config.train.eval_batch_size, context, config.data.num_workers)
     rows, logits, labels = predict(
-        model, loader, lambda x, lengths: test_pipeline(x, lengths)[0], torch_device, context
+        model, loader, lambda x, lengths: test_pipeline(x, lengths)[0], torch_device, context, num_clips
     )
     train_counts = np.asarray(state.get("train_counts", run_data.train_counts))
     metrics = compute_metrics(
@@ -213,7 +233,10 @@ def evaluate_checkpoint(
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / f"eval_{split}.json").write_text(
-            json.dumps({"checkpoint": str(checkpoint), "epoch": int(state["epoch"]) + 1, **metrics.to_dict()}, indent=2) + "\n",
+            json.dumps(
+                {"checkpoint": str(checkpoint), "epoch": int(state["epoch"]) + 1, "num_clips": num_clips, **metrics.to_dict()},
+                indent=2,
+            ) + "\n",
             encoding="utf-8",
         )
         save_scores(out / f"eval_{split}_scores.npz", [dataset.names[i] for i in rows], logits, labels)

@@ -51,6 +51,7 @@ from .builders import (
     RunData,
     build_pipelines,
     build_run_model,
+    build_test_pipeline,
     eval_loader,
     mean_input_sequence,
     open_run_data,
@@ -59,6 +60,7 @@ from .builders import (
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .distributed import init_distributed, synchronize_batch_norm
 from .evaluate import Metrics, compute_metrics, format_metrics_table, predict, save_scores
+from .predict import INPUT_SPEC_KEY, InputSpec
 from .finetune import SecondStage, build_second_stage
 from .methods import TrainingMethod, TrainingNetwork, build_method
 
@@ -259,6 +261,7 @@ class Trainer:
             "best_val": self.best_val,
             "class_names": list(self.data.dataset.class_names),
             "train_counts": self.train_counts.tolist(),
+            INPUT_SPEC_KEY: InputSpec.from_dataset(self.data.dataset).to_dict(),  # for predict and export
         }
 
     def _resume(self) -> None:
@@ -369,7 +372,13 @@ class Trainer:
         if split is None:
             raise ValueError(f"no {split_name} split configured")
         loader = eval_loader(split, self.config.train.eval_batch_size, self.context, self.config.data.num_workers)
-        rows, logits, labels = predict(self.model, loader, self._prepare_test, self.device, self.context)
+        num_clips = self.config.eval.num_clips
+        prepare = self._prepare_test
+        if num_clips > 1:  # the central-crop test pipeline stays what the Shap-Mix baseline is built with
+            dataset = self.data.dataset
+            clips = build_test_pipeline(self.config, dataset.layout, dataset.channels, num_clips)
+            prepare = lambda x, lengths: clips(x, lengths)[0]  # noqa: E731
+        rows, logits, labels = predict(self.model, loader, prepare, self.device, self.context, num_clips)
         metrics = compute_metrics(
             logits, labels, self.train_counts, self.config.data.many_threshold, self.config.data.few_threshold
         )
