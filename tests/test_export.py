@@ -88,3 +88,14 @@ def test_export_command(bone_motion_run, tmp_path, capsys):
     assert f"wrote {out} (torchscript): ctrgcn, 4 classes, layout ntu25" in printed and "max |exported" in printed
     with pytest.raises(SystemExit):
         main(["export", "--checkpoint", str(bone_motion_run), "--format", "tflite", "--out", str(out)])
+
+
+@pytest.mark.parametrize("backbone", ["stgcnpp", "agcn", "infogcn", "hdgcn"])
+def test_every_backbone_exports_and_reproduces_its_checkpoint(backbone, tmp_path):
+    # CTR-GCN is the run above; each other backbone at a tiny width, on the joint stream
+    run = train_tiny_checkpoint(tmp_path, "ntu25", 2, [f"model.name={backbone}"])
+    result = export_checkpoint(run, tmp_path / "model.pt", "torchscript", 1)
+    assert result.max_abs_difference <= TOLERANCE
+    x, lengths = _raw_batch()
+    expected = Predictor.from_checkpoint(run, device="cpu").scores(x, lengths)
+    assert float((run_exported(result.path, "torchscript", x, lengths) - expected).abs().max()) <= TOLERANCE
