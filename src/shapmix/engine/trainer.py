@@ -31,7 +31,6 @@ import logging
 import math
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -47,6 +46,8 @@ from ..config import Config, config_to_dict
 from ..data.longtail import group_classes
 from ..data.samplers import REBALANCING_SAMPLERS, RebalancingSampler, epoch_length
 from ..losses import build_loss
+from ..seeds import AUGMENT, SHUFFLE
+from ..viz.plots import plot_class_accuracy, plot_training_curves
 from .builders import (
     RunData,
     build_pipelines,
@@ -66,8 +67,8 @@ __all__ = ["Trainer", "train", "lr_factor", "EpochCallback", "CHECKPOINT_VERSION
 
 CHECKPOINT_VERSION = 1
 LOGGER_NAME = "shapmix"
-# Distinct streams of randomness derived from the run seed.
-_SHUFFLE_STREAM, _AUGMENT_STREAM = 1, 2
+# The rank position of a stream every rank shares (the training order is one global sequence).
+SHARED_RANK = 0
 # Steps between progress-bar updates (each one reads the running totals back from the device).
 PROGRESS_EVERY = 10
 
@@ -91,10 +92,6 @@ def lr_factor(step: int, steps_per_epoch: int, schedule: Any, base_lr: float) ->
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def _derived_seed(seed: int, stream: int, epoch: int, rank: int = 0) -> int:
-    return int(np.random.SeedSequence([seed, stream, epoch, rank]).generate_state(1)[0])
-
-
 def _setup_logger(out_dir: Path, is_main: bool) -> logging.Logger:
     logger = logging.getLogger(LOGGER_NAME)
     logger.setLevel(logging.INFO if is_main else logging.WARNING)
@@ -110,15 +107,6 @@ def _setup_logger(out_dir: Path, is_main: bool) -> logging.Logger:
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
         logger.addHandler(file_handler)
     return logger
-
-
-@dataclass
-class EpochStats:
-    loss_sum: float = 0.0
-    correct: int = 0
-    samples: int = 0
-    steps: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Trainer:
@@ -281,7 +269,8 @@ class Trainer:
 
     # ----------------------------------------------------------------------------- loop
     def _train_loader(self, epoch: int) -> DataLoader:
-        seed = _derived_seed(self.config.train.seed, _SHUFFLE_STREAM, 0)
+        # the samplers derive each epoch's sequence from this seed themselves
+        seed = SHUFFLE.derive(self.config.train.seed, 0, SHARED_RANK)
         sampler: Sampler[int]
         if self.config.data.sampler in REBALANCING_SAMPLERS:
             sampler = RebalancingSampler(
@@ -294,7 +283,7 @@ class Trainer:
             )
             sampler.set_epoch(epoch)
         else:
-            generator = torch.Generator().manual_seed(_derived_seed(self.config.train.seed, _SHUFFLE_STREAM, epoch))
+            generator = torch.Generator().manual_seed(SHUFFLE.derive(self.config.train.seed, epoch, SHARED_RANK))
             sampler = RandomSampler(self.data.train, generator=generator)
         return DataLoader(
             self.data.train,
@@ -310,7 +299,7 @@ class Trainer:
         self.criterion.set_epoch(epoch)  # DRW / IB switch by epoch, also right after a resume
         self.second_stage.set_train_mode(self.model)
         augment = torch.Generator().manual_seed(
-            _derived_seed(self.config.train.seed, _AUGMENT_STREAM, epoch, self.context.rank)
+            AUGMENT.derive(self.config.train.seed, epoch, self.context.rank)
         )
         # loss sum, correct, samples: accumulated on the device so a step never waits for it
         totals = torch.zeros(3, dtype=torch.float64, device=self.device)
@@ -472,8 +461,6 @@ class Trainer:
         return result
 
     def _plot(self, metrics: Metrics) -> None:
-        from ..viz.plots import plot_class_accuracy, plot_training_curves
-
         plot_class_accuracy(
             metrics.per_class,
             self.train_counts,

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ...errors import SourceFormatError
 from ..format import SkeletonData
 from .common import (
-    SourceFormatError,
     check_finite,
     convert_cross_subject_directory,
 )
