@@ -62,6 +62,7 @@ from ..viz.saliency import write_training_saliency_figures
 from .distributed import DistributedContext
 
 __all__ = [
+    "BASELINE_METHODS",
     "METHOD_BUILDERS",
     "GLMCMethod",
     "MethodInputs",
@@ -586,6 +587,8 @@ METHOD_BUILDERS: dict[str, MethodBuilder] = {
     "glmc": _build_glmc,
 }
 """``method.name`` -> the function that builds that training method."""
+BASELINE_METHODS = frozenset({"shapmix"})
+"""Methods whose builder needs the mean training sequence (:func:`build_method`'s ``baseline``)."""
 
 
 def build_method(

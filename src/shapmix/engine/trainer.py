@@ -61,7 +61,7 @@ from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, s
 from .distributed import init_distributed, synchronize_batch_norm
 from .evaluate import Metrics, compute_metrics, format_metrics_table, predict, save_scores
 from .finetune import SecondStage, build_second_stage
-from .methods import TrainingMethod, TrainingNetwork, build_method
+from .methods import BASELINE_METHODS, TrainingMethod, TrainingNetwork, build_method
 
 __all__ = ["Trainer", "train", "lr_factor", "EpochCallback", "CHECKPOINT_VERSION"]
 
@@ -130,15 +130,38 @@ class Trainer:
         self.config = config
         self.out_dir = Path(out_dir)
         self.callbacks = list(callbacks)
+        self._start_process()
+        self._build_run()
+        self._build_network()
+        self._build_optimisation()
+        self.start_epoch = 0
+        self.history: list[dict[str, Any]] = []
+        self.best_val: float | None = None
+        self.tensorboard = self._open_tensorboard() if config.log.tensorboard else None
+        if resume:
+            self._resume()
+        elif self.context.is_main:
+            (self.out_dir / "config.yaml").write_text(
+                yaml.safe_dump(config_to_dict(config), sort_keys=False), encoding="utf-8"
+            )
+
+    # ----------------------------------------------------------------------------- setup
+    def _start_process(self) -> None:
+        """This process's rank and device, the run directory, the log, threads and global seeds."""
+        config = self.config
         self.context, self.device = init_distributed(config.train.device)
         if self.context.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         self.context.barrier()
         self.logger = _setup_logger(self.out_dir, self.context.is_main)
         torch_threads(config.train.threads)
+        # torch's global generator initialises the model's weights (see shapmix.seeds)
         torch.manual_seed(config.train.seed)
         np.random.seed(config.train.seed % 2**32)
 
+    def _build_run(self) -> None:
+        """The data, input pipelines, model, second stage, loss and training method."""
+        config = self.config
         self.data: RunData = open_run_data(config, self.context)
         dataset = self.data.dataset
         self.train_counts = self.data.train_counts
@@ -153,7 +176,7 @@ class Trainer:
         self.criterion = build_loss(config.loss, self.train_counts, config.schedule.epochs).to(self.device)
         self.criterion.attach(self.model)  # only losses that need the classifier's input hook it
         baseline = None
-        if config.method.name == "shapmix":
+        if config.method.name in BASELINE_METHODS:
             baseline = mean_input_sequence(
                 self.data.train, self.test_pipeline, config.train.eval_batch_size, self.device, self.context
             )
@@ -171,18 +194,24 @@ class Trainer:
             train_pipeline=self.train_pipeline,
             total_epochs=config.schedule.epochs,
         )
+
+    def _build_network(self) -> None:
+        """What trains (the model, with the method's heads if it has any), wrapped for DDP."""
         # A method's own heads (GLMC) train, and are wrapped for DDP, together with the model.
         self.network: nn.Module = self.model
         if self.method.heads is not None:
             self.network = TrainingNetwork(self.model, self.method.heads)
         self.ddp_model: nn.Module = self.network
         if self.context.is_distributed:
-            if config.train.sync_batchnorm:
+            if self.config.train.sync_batchnorm:
                 # in place: self.model and the method keep referring to the same modules
                 synchronize_batch_norm(self.network, self.device)
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp_model = DistributedDataParallel(self.network, device_ids=device_ids)
 
+    def _build_optimisation(self) -> None:
+        """Batch sizes and epoch length, the SGD optimiser and the per-step schedule."""
+        config = self.config
         if config.train.batch_size % self.context.world_size:
             raise ValueError(
                 f"train.batch_size={config.train.batch_size} is not divisible by the "
@@ -209,22 +238,12 @@ class Trainer:
             lambda step: lr_factor(step, self.steps_per_epoch, config.schedule, config.optim.lr)
             * self.criterion.lr_multiplier(step // self.steps_per_epoch),
         )
-        self.start_epoch = 0
-        self.history: list[dict[str, Any]] = []
-        self.best_val: float | None = None
-        self.tensorboard = self._open_tensorboard() if config.log.tensorboard else None
-        if resume:
-            self._resume()
-        elif self.context.is_main:
-            (self.out_dir / "config.yaml").write_text(
-                yaml.safe_dump(config_to_dict(config), sort_keys=False), encoding="utf-8"
-            )
 
     # ----------------------------------------------------------------------------- state
     def _open_tensorboard(self) -> Any:
         if not self.context.is_main:
             return None
-        try:
+        try:  # delayed: TensorBoard is an optional extra, needed only with log.tensorboard=true
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as error:
             raise RuntimeError(

@@ -75,7 +75,7 @@ UTD_CLASS_NAMES = (
 
 
 def _loadmat():
-    try:
+    try:  # delayed: SciPy is an optional extra (shapmix[formats]), needed only for .mat files
         from scipy.io import loadmat
     except ImportError:
         raise ImportError(
