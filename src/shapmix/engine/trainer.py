@@ -20,8 +20,9 @@ Run directory (``out_dir``)::
                         class and part combination) and its pictures
 
 Resume is exact on the CPU: the shuffling and augmentation generators are derived from
-``(seed, epoch, rank)`` and every other RNG state is checkpointed, so an interrupted run resumed
-from ``last.pt`` ends with the same weights as an uninterrupted one.
+``(seed, epoch, rank)`` (the named streams of :mod:`shapmix.seeds`) and every other RNG state is
+checkpointed, so an interrupted run resumed from ``last.pt`` ends with the same weights as an
+uninterrupted one.
 """
 
 from __future__ import annotations
