@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
@@ -21,7 +20,7 @@ from shapmix.analysis import (
     spearman_rows,
     top_combinations,
 )
-from shapmix.analysis.cli import add_saliency_parser
+from shapmix.cli import main
 from shapmix.engine.checkpoint import load_checkpoint
 from shapmix.mixing import (
     PartCombinations,
@@ -216,11 +215,8 @@ def test_analyse_checkpoint_end_to_end(tmp_path, capsys):
     run = tmp_path / "run"
     train(tiny_config(data, epochs=2, extra=["method.name=shapmix", "method.warmup_epochs=1", "data.window=16"]), run)
     out = tmp_path / "saliency"
-    parser = argparse.ArgumentParser()
-    add_saliency_parser(parser.add_subparsers())
     command = ["saliency", "--checkpoint", str(run / "last.pt"), "--out", str(out), "--device", "cpu"]
-    args = parser.parse_args([*command, "--max-samples-per-class", str(PER_CLASS)])
-    assert args.handler(args) == 0
+    assert main([*command, "--max-samples-per-class", str(PER_CLASS)]) == 0
     assert "mean Spearman" in capsys.readouterr().out
 
     state = load_checkpoint(run / "last.pt")

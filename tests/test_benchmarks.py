@@ -1,15 +1,31 @@
-"""The benchmark scripts run end to end on tiny settings (their figures are not checked here)."""
+"""The benchmark scripts compute what they claim; their clocks are replaced, so nothing is timed.
+
+``benchmarks/step_time.py`` is checked for the work each variant does per timed step (which
+training steps run, how many exact Shapley rows the Shap-Mix variants estimate per cycle, none
+in the other variants), for its estimation cycle, and for the arithmetic of its report (per-step
+times of a cycle, ratios) under a fake clock that advances one tick per reading.
+"""
 
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import sys
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
 
+from shapmix.config import MethodConfig
+from shapmix.engine import methods as engine_methods
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+TICK_S = 1e-3
+"""Seconds the fake clock advances at every reading."""
+CLOCK_READINGS_PER_STEP = 4
+"""A timed step reads the clock before estimation, after it, after mixing and after the update."""
+NUM_PARTS = 5
 
 
 def _load(name: str):
@@ -20,24 +36,88 @@ def _load(name: str):
     return module
 
 
-def test_step_time_reports_every_ratio_and_its_settings(capsys):
-    step_time = _load("step_time")
+@pytest.fixture(scope="module")
+def step_time():
+    return _load("step_time")
+
+
+def test_estimation_cycle_is_the_steps_until_the_row_credit_is_whole(step_time):
+    def exact(fraction: float) -> MethodConfig:
+        return MethodConfig(name="shapmix", estimate_fraction=fraction, shapley_estimator="exact")
+
+    # 2 f N forwards per step buy 2 f N / 32 rows of 2**5 coalitions
+    assert step_time.estimation_cycle(exact(0.25), 16, NUM_PARTS) == 4  # 1/4 row a step
+    assert step_time.estimation_cycle(exact(0.5), 4, NUM_PARTS) == 8  # 1/8
+    assert step_time.estimation_cycle(exact(0.75), 16, NUM_PARTS) == 4  # 3/4: 3 rows in 4 steps
+    assert step_time.estimation_cycle(exact(1.0), 16, NUM_PARTS) == 1  # a whole row every step
+    sampled = MethodConfig(name="shapmix", estimate_fraction=0.25, shapley_estimator="sampled")
+    assert step_time.estimation_cycle(sampled, 16, NUM_PARTS) == 1
+
+
+def _variant(method) -> str:
+    """The benchmark variant a method object belongs to."""
+    if method.name == "shapmix":
+        return f"shapmix_iter{method.interval}"
+    return method.name
+
+
+def test_step_time_runs_each_variants_work_and_reports_per_step_times(step_time, monkeypatch, capsys):
+    steps: dict[str, list[int]] = defaultdict(list)  # variant -> global steps, in order
+    order: list[str] = []  # variants in the order they ran
+    rows: Counter = Counter()  # variant -> exact Shapley rows estimated
+    running: list[str] = []
+    ticks = itertools.count()
+    original_step = step_time.Bench.step
+    original_rows = engine_methods.exact_combination_rows
+
+    def recording_step(self, method, global_step):
+        variant = _variant(method)
+        steps[variant].append(global_step)
+        if not order or order[-1] != variant:
+            order.append(variant)
+        running[:] = [variant]
+        return original_step(self, method, global_step)
+
+    def counting_rows(model, x, y, *args, **kwargs):
+        rows[running[0]] += len(y)
+        return original_rows(model, x, y, *args, **kwargs)
+
+    monkeypatch.setattr(step_time.Bench, "step", recording_step)
+    monkeypatch.setattr(step_time.Bench, "clock", lambda self: next(ticks) * TICK_S)
+    monkeypatch.setattr(engine_methods, "exact_combination_rows", counting_rows)
+    rounds, warmup = 2, 1
     step_time.main([
-        "--batch-size", "4", "--frames", "16", "--rounds", "1", "--warmup-rounds", "0",
+        "--batch-size", "4", "--frames", "16", "--rounds", str(rounds), "--warmup-rounds", str(warmup),
         "--base-channels", "8", "--num-blocks", "2", "--threads", "1",
-        "--estimate-fraction", "0.5", "--json",
+        "--estimate-fraction", "1.0", "--json",
     ])
     result = json.loads(capsys.readouterr().out)
-    for key in ("stmix_over_double", "shapmix_iter1_over_stmix", "shapmix_iter5_over_stmix"):
-        assert result[key] > 0
-    assert result["settings"]["estimate_fraction"] == 0.5
-    # the default exact estimator: 2 * 0.5 * 4 = 4 forwards a step buy a row of 32 every 8 steps
-    assert result["settings"]["shapley_estimator"] == "exact"
-    assert result["settings"]["estimation_cycle_steps"] == 8
-    # Estimation happens only in the Shap-Mix variants.
-    phases = result["phases_ms"]
-    assert phases["stmix"]["estimate"] < 1.0  # a no-op hook: only the clock's own cost
-    assert phases["shapmix_iter1"]["estimate"] > 10 * max(phases["stmix"]["estimate"], 0.01)
+    settings = result["settings"]
+    assert (settings["estimate_fraction"], settings["shapley_estimator"]) == (1.0, "exact")
+    # the default exact estimator: 2 * 1.0 * 4 = 8 forwards a step buy a row of 32 every 4 steps
+    cycle = settings["estimation_cycle_steps"]
+    assert cycle == 4
+    total = rounds + warmup
+    # every round runs every variant once, rotated by one each round
+    variants = list(step_time.VARIANTS)
+    assert order == [name for r in range(total) for name in variants[r % len(variants):] + variants[: r % len(variants)]]
+    # one step of the plain variants, a whole estimation cycle of the Shap-Mix ones
+    for name in ("none", "double", "stmix"):
+        assert steps[name] == list(range(total))
+    assert steps["shapmix_iter1"] == list(range(total * cycle))
+    assert steps["shapmix_iter5"] == list(range(total * cycle * step_time.SPARSE_INTERVAL))
+    # a cycle buys whole rows: one for iter-1 (4 steps), one for iter-5 (estimating every 5th of 20)
+    assert rows == {"shapmix_iter1": total, "shapmix_iter5": total}
+
+    # every step reads the clock 4 times, one tick per phase: a cycle's time divided by its steps
+    # is one step's, so every variant costs the same and every ratio is 1
+    step_ms = (CLOCK_READINGS_PER_STEP - 1) * TICK_S * 1e3
+    assert result["ms"] == pytest.approx({name: step_ms for name in variants})
+    for name in variants:
+        assert result["phases_ms"][name] == pytest.approx({phase: TICK_S * 1e3 for phase in step_time.PHASES})
+    for ratio, (top, bottom) in step_time.RATIOS.items():
+        assert result[ratio] == pytest.approx(result["ms"][top] / result["ms"][bottom]) == pytest.approx(1.0)
+        assert result["paired_ratios"][ratio] == pytest.approx(1.0)
 
 
 def test_backbones_reports_step_time_and_memory_of_a_tiny_model(capsys, tmp_path):

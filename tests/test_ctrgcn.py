@@ -73,6 +73,86 @@ def test_load_original_checkpoint_unwraps_and_strips_module_prefix():
         torch.testing.assert_close(value, state["module." + key])
 
 
+# The original CTR-GCN's parameter names (Chen et al., ICCV 2021, model/ctrgcn.py), written out
+# so that a clone without ../shared/data still checks that its checkpoints map onto this model.
+_BATCH_NORM = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+_CONV = ("weight", "bias")
+ORIGINAL_SUBSETS = 3  # CTR-GC convolutions per unit, one per adjacency subset
+ORIGINAL_DILATED_BRANCHES = 2  # the multi-scale TCN: two dilated branches, a max-pool one, a 1x1 one
+
+
+def _names(prefix: str, suffixes: tuple[str, ...]) -> set[str]:
+    return {f"{prefix}.{suffix}" for suffix in suffixes}
+
+
+def original_block_keys(block: str, changes_channels: bool, has_residual: bool) -> set[str]:
+    """State-dict keys of one TCN-GCN unit ``block`` (``l1`` ... ``l10``) of the original model."""
+    gcn, tcn = f"{block}.gcn1", f"{block}.tcn1"
+    keys = {f"{gcn}.PA", f"{gcn}.alpha"} | _names(f"{gcn}.bn", _BATCH_NORM)
+    for subset in range(ORIGINAL_SUBSETS):
+        for conv in ("conv1", "conv2", "conv3", "conv4"):
+            keys |= _names(f"{gcn}.convs.{subset}.{conv}", _CONV)
+    if changes_channels:  # the GCN's own residual projection
+        keys |= _names(f"{gcn}.down.0", _CONV) | _names(f"{gcn}.down.1", _BATCH_NORM)
+    for branch in range(ORIGINAL_DILATED_BRANCHES):
+        keys |= _names(f"{tcn}.branches.{branch}.0", _CONV) | _names(f"{tcn}.branches.{branch}.1", _BATCH_NORM)
+        keys |= _names(f"{tcn}.branches.{branch}.3.conv", _CONV) | _names(f"{tcn}.branches.{branch}.3.bn", _BATCH_NORM)
+    pool, pointwise = ORIGINAL_DILATED_BRANCHES, ORIGINAL_DILATED_BRANCHES + 1
+    keys |= _names(f"{tcn}.branches.{pool}.0", _CONV) | _names(f"{tcn}.branches.{pool}.1", _BATCH_NORM)
+    keys |= _names(f"{tcn}.branches.{pool}.4", _BATCH_NORM)
+    keys |= _names(f"{tcn}.branches.{pointwise}.0", _CONV) | _names(f"{tcn}.branches.{pointwise}.1", _BATCH_NORM)
+    if has_residual:
+        keys |= _names(f"{block}.residual.conv", _CONV) | _names(f"{block}.residual.bn", _BATCH_NORM)
+    return keys
+
+
+def original_keys(in_channels: int, plan: list[tuple[int, int]]) -> set[str]:
+    """Every state-dict key of an original CTR-GCN with the blocks ``plan`` ((width, stride) each)."""
+    keys = _names("data_bn", _BATCH_NORM) | _names("fc", _CONV)
+    width = in_channels
+    for index, (out, stride) in enumerate(plan, start=1):
+        # the first unit has no residual connection; the others project when the shape changes
+        keys |= original_block_keys(f"l{index}", width != out, index > 1 and (width != out or stride != 1))
+        width = out
+    return keys
+
+
+def test_parameter_names_are_the_original_ones():
+    model = small_model(layout="ntu25", num_blocks=4, base_channels=8)
+    assert set(model.state_dict()) == original_keys(3, block_plan(4, 8))
+    default = build_model("ctrgcn", num_classes=60, layout="ntu25", num_persons=2)
+    assert set(default.state_dict()) == original_keys(3, block_plan(10, 64))  # l1 ... l10
+
+
+def test_an_original_checkpoint_file_round_trips_with_equal_logits(tmp_path):
+    torch.manual_seed(0)
+    source = small_model(layout="ntu25", num_blocks=4, base_channels=8)
+    with torch.no_grad():  # move the batch-norm statistics away from their initial values
+        source.train()
+        for _ in range(3):
+            source(torch.randn(4, 3, 12, 25, 2))
+        for parameter in source.parameters():
+            parameter.add_(0.01 * torch.randn_like(parameter))
+    source.eval()
+    x = torch.randn(3, 3, 12, 25, 2)
+    with torch.no_grad():
+        expected = source(x)
+    # as the original code writes it (a plain state dict), and as DataParallel-trained checkpoints
+    # of other tools hold it (wrapped, with the "module." prefix)
+    plain = tmp_path / "ctrgcn_original.pt"
+    torch.save({key: value.clone() for key, value in source.state_dict().items()}, plain)
+    wrapped = tmp_path / "ctrgcn_wrapped.pt"
+    torch.save({"state_dict": {f"module.{key}": value.clone() for key, value in source.state_dict().items()}}, wrapped)
+    for path in (plain, wrapped):
+        torch.manual_seed(1)
+        target = small_model(layout="ntu25", num_blocks=4, base_channels=8)
+        result = load_original_checkpoint(target, path)
+        assert not result.missing_keys and not result.unexpected_keys
+        target.eval()
+        with torch.no_grad():
+            assert torch.equal(target(x), expected), path.name
+
+
 # --------------------------------------------------------------------------- structure
 
 

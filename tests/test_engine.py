@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+from typing import get_args
 
 import numpy as np
 import pytest
@@ -11,7 +12,8 @@ from shapmix.cli import main
 from shapmix.engine.checkpoint import load_checkpoint
 from shapmix.engine.evaluate import evaluate_checkpoint
 from shapmix.engine.trainer import Trainer, lr_factor, train
-from shapmix.config import ScheduleConfig
+from shapmix.config import MethodConfig, ScheduleConfig
+from shapmix.engine.methods import METHOD_BUILDERS
 
 from helpers import make_tiny_dataset, tiny_config, tiny_overrides, train_interrupted_then_resumed
 
@@ -128,21 +130,65 @@ def test_cli_synth_writes_a_loadable_dataset_and_rejects_unknown_settings(tmp_pa
     assert "num_clases" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("method", ["mixup", "cutmix", "stmix", "shapmix"])
+# Every method the schema accepts (a new method is covered as soon as it is added there).
+METHODS = get_args(MethodConfig.model_fields["name"].annotation)
+METHOD_EXTRA = {"glmc": ["loss.name=ce"]}  # GLMC trains with its own losses
+
+
+def _assert_same_state(expected, actual, where="state"):
+    """Exact equality of nested checkpoint content: tensors (dtype and values), numbers, lists."""
+    assert type(expected) is type(actual), where
+    if isinstance(expected, torch.Tensor):
+        assert expected.dtype == actual.dtype and torch.equal(expected, actual), where
+    elif isinstance(expected, dict):
+        assert list(expected) == list(actual), where
+        for key in expected:
+            _assert_same_state(expected[key], actual[key], f"{where}.{key}")
+    elif isinstance(expected, (list, tuple)):
+        assert len(expected) == len(actual), where
+        for index, (a, b) in enumerate(zip(expected, actual)):
+            _assert_same_state(a, b, f"{where}[{index}]")
+    else:
+        assert expected == actual, where
+
+
+@pytest.mark.parametrize("method", METHODS)
 def test_every_method_trains_and_resumes_its_state(tiny_data, tmp_path, method):
-    extra = [f"method.name={method}", "method.warmup_epochs=1", "data.window=16"]
-    out = tmp_path / method
-    result = train(tiny_config(tiny_data, epochs=2, extra=extra), out)
+    plots = "true" if method == "shapmix" else "false"  # the saliency pictures are checked below
+    extra = [f"method.name={method}", "method.warmup_epochs=1", "data.window=16", f"log.plots={plots}"]
+    config = tiny_config(tiny_data, epochs=2, extra=extra + METHOD_EXTRA.get(method, []))
+    full = tmp_path / "full"
+    result = train(config, full)
     assert np.isfinite(result["test"]["top1"])
-    state = load_checkpoint(out / "last.pt")["method"]
+
+    interrupted: dict = {}
+    part = tmp_path / "part"
+    train_interrupted_then_resumed(config, part, after_crash=lambda: interrupted.update(load_checkpoint(part / "last.pt")))
+    expected, resumed = load_checkpoint(full / "last.pt"), load_checkpoint(part / "last.pt")
+    # the resumed run ends exactly where the uninterrupted one does: weights, optimiser, method
+    for section in ("model", "optimizer", "method"):
+        _assert_same_state(expected[section], resumed[section], section)
+    # ... and the second epoch changed them, so the comparison can fail
+    assert any(not torch.equal(interrupted["model"][key], expected["model"][key]) for key in expected["model"])
+    if method != "none":
+        with pytest.raises(AssertionError):
+            _assert_same_state(interrupted["method"], expected["method"])
+
+    state = expected["method"]
     if method == "shapmix":
         assert state["table"]["counts"].sum() > 0  # the saliency table was updated
         assert state["baseline"].shape == (3, 16, 25, 2)
-        exported = json.loads((out / "saliency_table.json").read_text())
+        exported = json.loads((full / "saliency_table.json").read_text())
         assert exported["classes"] == ["class0", "class1", "class2", "class3"]
-        assert (out / "saliency_table.csv").exists() and (out / "saliency_heatmap.png").exists()
-    else:
+        assert (full / "saliency_table.csv").exists() and (full / "saliency_heatmap.png").exists()
+    elif method == "glmc":
+        assert "heads" in state
+    elif method != "none":
         assert "mixer" in state
+
+
+def test_every_method_of_the_schema_has_a_builder():
+    assert set(METHOD_BUILDERS) == set(METHODS)
 
 
 def test_train_split_from_a_name_list_file(tiny_data, tmp_path):

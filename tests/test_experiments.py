@@ -137,4 +137,4 @@ def test_configs_command_lists_and_shows_the_paper_experiments(capsys):
     assert "paper/table1-ltntu60" in listing and "paper/table13-cost" in listing
     assert main(["configs", "paper/table12-temperature"]) == 0
     shown = yaml.safe_load(capsys.readouterr().out)
-    assert shown["method"]["name"] == "shapmix" and list(shown["experiment"]["variants"])[0] == "tau0.1"
+    assert shown["method"]["name"] == "shapmix" and list(shown["experiment"]["variants"])[0] == "tau0.01"

@@ -25,7 +25,7 @@ from shapmix.bench.experiment import (
     row_configs,
     run_experiment,
 )
-from shapmix.config import Config, ConfigError, load_config
+from shapmix.config import Config, ConfigError, config_to_dict, load_config
 from shapmix.mixing.saliency import AUTHORS_TAU
 from shapmix.data.format import write_dataset
 from shapmix.engine.trainer import Trainer, train
@@ -45,6 +45,31 @@ BACKBONE_TABLES = {
     "paper/table9-backbones-ltntu60": (("ctrgcn", "stgcnpp", "infogcn", "hdgcn"), ("ce", "shapmix")),
     "paper/table9-backbones-ntu120-xsub": (("agcn", "ctrgcn", "infogcn", "hdgcn"), ("none", "stmix")),
     "paper/table9-backbones-ntu120-xset": (("agcn", "ctrgcn", "infogcn", "hdgcn"), ("none", "stmix")),
+}
+# Shap-Mix's mixing settings (Section 3.2, appendix A.3).
+PAPER_PARTS = (2, 3)
+PAPER_WINDOW_FRACTION = (0.4, 0.7)
+# The rows of the paper's Table 1 in its order, and what each trains per stage on the LT recipe
+# (100 epochs): (loss, deferred re-weighting epoch, mixing method, sampler, second stage,
+# classifier).  Re-weighting starts at 80% of the epochs (Cao et al.), IB at half (Park et al.).
+_PLAIN = ("ce", None, "none", "random", "none", None)
+TABLE1_ROWS = {
+    "ce": [_PLAIN],
+    "mixup": [("ce", None, "mixup", "random", "none", None)],
+    "remix_drw": [("ce", 80, "remix", "random", "none", None)],
+    "glmc": [("ce", None, "glmc", "random", "none", None)],
+    "ros": [("ce", None, "none", "ros", "none", None)],
+    "focal": [("focal", None, "none", "random", "none", None)],
+    "cb": [("class_balanced", None, "none", "random", "none", None)],
+    "ldam_drw": [("ldam", 80, "none", "random", "none", "cosine")],
+    "bs": [("balanced_softmax", None, "none", "random", "none", None)],
+    "ib": [("influence_balanced", 50, "none", "random", "none", None)],
+    "bs_maxnorm": [_PLAIN, ("balanced_softmax", None, "none", "random", "maxnorm", None)],
+    "cbs": [("ce", None, "none", "class_balanced", "none", None)],
+    "crt": [_PLAIN, ("ce", None, "none", "class_balanced", "crt", None)],
+    "cutmix": [("ce", None, "cutmix", "random", "none", None)],
+    "stmix": [("balanced_softmax", None, "stmix", "random", "none", None)],
+    "shapmix": [("balanced_softmax", None, "shapmix", "random", "none", None)],
 }
 FRAMES = 20
 PERSONS = 2
@@ -88,6 +113,19 @@ def make_dataset(root: Path, num_classes: int, layout: str, train_splits: set[st
     splits["test"] = names[num_classes:]
     write_dataset(root, data, labels, lengths, names, layout, [f"action{c}" for c in range(num_classes)], splits)
     return root
+
+
+def training_of(config: Config) -> tuple:
+    """What a stage trains: loss, its re-weighting or IB start epoch, mixing, sampler, second
+    stage, classifier."""
+    loss = config.loss
+    start = loss.drw_epoch if loss.drw_epoch is not None else (
+        loss.ib_start_epoch if loss.name == "influence_balanced" else None
+    )
+    return (
+        loss.name, start, config.method.name, config.data.sampler, config.finetune.kind,
+        config.model.args.get("classifier"),
+    )
 
 
 def structure(config: Config) -> tuple:
@@ -166,7 +204,12 @@ def test_experiment_reproduces_the_paper_settings(name, experiments):
             if name != "paper/table12-temperature":  # the authors' sharpness, not the library default
                 assert first.method.tau == AUTHORS_TAU, row
         if first.method.name in ("shapmix", "stmix"):
-            assert first.method.min_parts >= 1 and first.method.window_fraction[0] > 0
+            # Section 3.2 / appendix A.3: combinations of 2-3 parts, a window of 40-70% of the
+            # segments (Tables 10 and 11 vary exactly these, checked below)
+            if name != "paper/table10-parts":
+                assert (first.method.min_parts, first.method.max_parts) == PAPER_PARTS, row
+            if name != "paper/table11-frames":
+                assert first.method.window_fraction == PAPER_WINDOW_FRACTION, row
         if not long_tailed:
             assert first.loss.name == "ce" and first.data.sampler == "random", row
     if name == "paper/table12-temperature":
@@ -189,8 +232,18 @@ def test_experiment_reproduces_the_paper_settings(name, experiments):
             assert (resampled.method.guidance, resampled.loss.name, resampled.data.sampler) == (guidance, "ce", "class_balanced")
             assert (reweighted.method.guidance, reweighted.loss.name, reweighted.data.sampler) == (guidance, "balanced_softmax", "random")
     if name.startswith("paper/table1-"):
-        assert [row.name for row in experiment.rows] == sorted(experiment.spec.methods, key=experiment.spec.methods.index)
-        assert len(experiment.rows) == 16
+        # the 16 rows of the paper's Table 1, in its order, each training what its method is
+        assert [row.name for row in experiment.rows] == list(TABLE1_ROWS)
+        for row, stages in configs.items():
+            assert [training_of(stage) for stage in stages] == TABLE1_ROWS[row], row
+    if name == "paper/table10-parts":
+        assert [(c[0].method.min_parts, c[0].method.max_parts) for c in configs.values()] == [
+            (1, 2), (1, 3), (2, 3), (2, 4), (3, 4)
+        ]
+    if name == "paper/table11-frames":
+        assert [c[0].method.window_fraction for c in configs.values()] == [
+            (0.3, 0.6), (0.3, 0.7), (0.4, 0.7), (0.4, 0.8), (0.5, 0.8)
+        ]
     if name == "paper/table3-imbalance":
         jobs = plan_experiment(experiment, Path("/tmp/never-written"))
         assert {job.config.data.train_split for job in jobs} == {f"NTU120_xsub_exp_{f}" for f in (10, 50, 100)}
@@ -205,9 +258,34 @@ def test_a_dataset_with_other_classes_is_refused_before_training(tmp_path, datas
     assert not (tmp_path / "out" / "ce").exists()
 
 
-def test_experiment_files_load_as_their_base_run():
-    for name in EXPERIMENTS:
-        assert isinstance(load_config(name), Config)  # shapmix train --config paper/... trains the base run
+def _leaves(tree: dict, prefix: str = "") -> dict[str, object]:
+    """``section.key`` -> value of a nested config dict."""
+    leaves: dict[str, object] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            leaves.update(_leaves(value, f"{prefix}{key}."))
+        else:
+            leaves[f"{prefix}{key}"] = value
+    return leaves
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_experiment_file_is_its_base_run_and_each_variant_changes_only_its_keys(name, experiments):
+    base = load_config(name)  # shapmix train --config paper/... trains the base run
+    assert base.name == Path(name).name
+    experiment = experiments[name]
+    base_leaves = _leaves(config_to_dict(base))
+    first_column = next(iter(experiment.spec.columns.values()), [])
+    column_keys = {item.split("=", 1)[0] for item in first_column}
+    configs = row_configs(experiment)
+    for label, overrides in experiment.spec.variants.items():
+        changed = {
+            key for key, value in _leaves(config_to_dict(configs[label][0])).items() if base_leaves.get(key) != value
+        }
+        assert changed <= {item.split("=", 1)[0] for item in overrides} | column_keys, label
+    for method in experiment.spec.methods:  # a method row inherits no mixing, loss or sampler of the base run
+        first = configs[method][0]
+        assert training_of(first)[:4] == TABLE1_ROWS[method][0][:4], method
 
 
 def test_every_row_builds_and_every_kind_of_row_trains_a_step(tmp_path, experiments, datasets):

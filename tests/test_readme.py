@@ -1,10 +1,14 @@
 """The README's code examples run as written."""
 
+import math
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import torch
+import torch.nn.functional as F
 
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -22,8 +26,27 @@ def test_plug_in_example_trains_a_users_model(capsys):
     namespace: dict = {}
     exec(compile(_example("plug-in"), "README.md", "exec"), namespace)
     loss = float(capsys.readouterr().out.strip())
-    assert loss > 0
-    assert 0 < namespace["table"].counts.sum() <= 8  # the batch's estimates updated the table
+    assert math.isfinite(loss) and loss > 0
+    table, x, y = namespace["table"], namespace["x"], namespace["y"]
+    assert 0 < table.counts.sum() <= len(y)  # the batch's estimates updated the table
+
+    # the mixed batch: the input's shape, soft targets over the 5 classes summing to 1, built
+    # with the README's convention (lam is the partner's share, timm's 1 - lam)
+    x_mixed, y_soft, info = namespace["mixer"].mix_with_info(x, y)
+    num_classes = len(namespace["counts"])
+    assert x_mixed.shape == x.shape and y_soft.shape == (len(y), num_classes)
+    torch.testing.assert_close(y_soft.sum(dim=1), torch.ones(len(y)))
+    own, partner = F.one_hot(y, num_classes), F.one_hot(y[info.partner], num_classes)
+    lam = info.lam.to(y_soft.dtype)[:, None]
+    torch.testing.assert_close(y_soft, (1 - lam) * own + lam * partner)
+
+    # a training step changes every parameter of the user's model and updates the table again
+    model = namespace["model"]
+    before = [parameter.detach().clone() for parameter in model.parameters()]
+    updates = table.counts.sum()
+    namespace["train_step"](x, y)
+    assert all(not torch.equal(old, new) for old, new in zip(before, model.parameters()))
+    assert table.counts.sum() > updates
 
 
 def test_python_api_example_trains_evaluates_predicts_and_exports(tmp_path, monkeypatch, capsys):

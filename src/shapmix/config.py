@@ -3,7 +3,7 @@
 A run is described by one :class:`Config`.  Every section is a pydantic model that forbids
 unknown keys, so a typo is an error naming the key instead of a silently ignored setting::
 
-    cfg = load_config("configs/ntu-lt.yaml", overrides=["optim.lr=0.05", "train.epochs=10"])
+    cfg = load_config("configs/ntu-lt.yaml", overrides=["optim.lr=0.05", "schedule.epochs=10"])
 
 ``--config`` accepts a YAML path or the name of a packaged config (``shapmix configs`` lists
 them).  An override ``a.b.c=VALUE`` parses ``VALUE`` as YAML (``1e-3``, ``[60, 80]``, ``null``,
@@ -20,7 +20,9 @@ from typing import Any, Literal, Sequence
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .data.longtail import DEFAULT_FEW_THRESHOLD, DEFAULT_MANY_THRESHOLD
 from .data.synthetic import SynthConfig
+from .errors import ConfigError
 from .mixing.parts import DEFAULT_MAX_PARTS, DEFAULT_MIN_PARTS
 from .mixing.remix import DEFAULT_REMIX_ALPHA, DEFAULT_REMIX_KAPPA, DEFAULT_REMIX_TAU
 from .mixing.saliency import AUTHORS_TAU, DEFAULT_MOMENTUM, DEFAULT_TAU
@@ -33,6 +35,7 @@ from .mixing.stmix import (
     DonorResize,
     DrawMode,
 )
+from .models.registry import get_model_builder
 
 __all__ = [
     "Config",
@@ -50,13 +53,10 @@ __all__ = [
     "load_config",
     "packaged_configs",
     "apply_overrides",
+    "parse_setting",
     "build_config",
     "config_to_dict",
 ]
-
-
-class ConfigError(ValueError):
-    """A configuration problem; the message names the key and what is allowed."""
 
 
 class Section(BaseModel):
@@ -103,8 +103,10 @@ class DataConfig(Section):
         "class, epoch = classes x largest count; class_balanced = uniform class, then uniform "
         "sample (Kang et al. ICLR 2020, cRT), epoch = split size",
     )
-    many_threshold: int = Field(100, ge=0, description="Many: more training samples than this")
-    few_threshold: int = Field(20, ge=0, description="Few: fewer training samples than this")
+    many_threshold: int = Field(
+        DEFAULT_MANY_THRESHOLD, ge=0, description="Many: more training samples than this"
+    )
+    few_threshold: int = Field(DEFAULT_FEW_THRESHOLD, ge=0, description="Few: fewer training samples than this")
 
     @field_validator("p_interval")
     @classmethod
@@ -129,8 +131,6 @@ class ModelConfig(Section):
 
     @model_validator(mode="after")
     def _check_args(self) -> "ModelConfig":
-        from .models.registry import get_model_builder
-
         try:
             model_class = get_model_builder(self.name)
         except KeyError as error:
@@ -510,16 +510,25 @@ def _allowed_keys(model: type[BaseModel], path: Sequence[str]) -> list[str]:
     return sorted(model.model_fields)
 
 
+def parse_setting(item: str, what: str = "override", form: str = "section.key=value") -> tuple[str, Any]:
+    """``"key=value"`` -> ``(key, value)`` with the value parsed as YAML (``1e-3``, ``[60, 80]``,
+    ``null``, ``true``; text that is not valid YAML stays a string; nothing after ``=`` is
+    ``""``).  A missing ``=`` or key is a :class:`ConfigError` calling the item ``what`` and
+    showing the expected ``form``."""
+    key, sep, text = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"{what} {item!r} must look like {form}")
+    try:
+        value = yaml.safe_load(text) if text != "" else ""
+    except yaml.YAMLError:
+        value = text
+    return key, value
+
+
 def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Apply ``a.b=value`` overrides (values parsed as YAML) to a nested dict, in place."""
     for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"override {item!r} must look like section.key=value")
-        try:
-            value = yaml.safe_load(text) if text != "" else ""
-        except yaml.YAMLError:
-            value = text
+        key, value = parse_setting(item)
         parts = key.split(".")
         allowed = _allowed_keys(Config, parts[:-1])
         if parts[-1] not in allowed and not _is_free_mapping(parts[:-1]):

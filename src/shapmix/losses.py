@@ -32,15 +32,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-if TYPE_CHECKING:
-    from .config import LossConfig
 
 __all__ = [
     "Loss",
@@ -52,6 +49,7 @@ __all__ = [
     "DeferredReweighting",
     "InfluenceBalancedLoss",
     "ClassifierInputs",
+    "LossSettings",
     "build_loss",
     "soft_cross_entropy",
     "smooth_targets",
@@ -483,8 +481,26 @@ class InfluenceBalancedLoss(Loss):
         return (probabilities * self.class_losses(logits, features)).sum(dim=1).mean()
 
 
-def build_loss(config: LossConfig, class_counts: ClassCounts, total_epochs: int) -> Loss:
-    """The loss described by ``config`` (a :class:`~shapmix.config.LossConfig`).
+class LossSettings(Protocol):
+    """The settings :func:`build_loss` reads: the fields of the run configuration's loss section
+    (:class:`shapmix.config.LossConfig` is one; the losses do not depend on the config module)."""
+
+    name: str
+    tau: float
+    focal_gamma: float
+    cb_beta: float
+    cb_base: str
+    ldam_max_margin: float
+    ldam_scale: float
+    drw_epoch: int | None
+    drw_beta: float
+    ib_alpha: float
+    ib_start_epoch: int | None
+    ib_lr_factor: float
+
+
+def build_loss(config: LossSettings, class_counts: ClassCounts, total_epochs: int) -> Loss:
+    """The loss described by ``config`` (e.g. a :class:`~shapmix.config.LossConfig`).
 
     Args:
         config: loss section of the run configuration.

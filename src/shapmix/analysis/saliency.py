@@ -54,6 +54,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.dataset import SkeletonSplit
+from ..engine.builders import TrainedRun, eval_loader, mean_input_sequence, open_trained_run
 from ..mixing import (
     PartCombinations,
     SaliencyTable,
@@ -64,6 +66,14 @@ from ..mixing import (
 from ..mixing.saliency import policy_sharpness, sampling_distribution
 from ..mixing.shapley import DEFAULT_CHUNK_SIZE
 from ..skeleton.layouts import Layout, get_layout
+from ..viz.saliency import (
+    part_scores_from_table,
+    pick_classes,
+    plot_part_saliency_skeletons,
+    plot_policy_heatmap,
+    plot_saliency_heatmap,
+    template_pose,
+)
 
 __all__ = [
     "AGREEMENT_FILE",
@@ -75,6 +85,7 @@ __all__ = [
     "RankAgreement",
     "analyse_checkpoint",
     "exact_class_saliency",
+    "format_saliency_summary",
     "ground_truth_hits",
     "rank_agreement",
     "spearman_rows",
@@ -97,6 +108,8 @@ MAX_POSE_SAMPLES = 256
 SALIENT_PARTS_KEY = "salient_parts"
 """``dataset.metadata`` key of the ground-truth salient parts (built-in benchmark)."""
 SPLITS = ("test", "val", "train")
+SHOWN_CLASSES = 8
+"""Classes listed in :func:`format_saliency_summary` (the most frequent first)."""
 _PARTS_CSV_FIELDS = ("class_index", "class", "part_index", "part", "value", "count")
 
 
@@ -279,6 +292,44 @@ def ground_truth_hits(
     return float(np.mean(list(hits.values()))) if hits else math.nan
 
 
+# --------------------------------------------------------------------------- report
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def format_saliency_summary(summary: dict[str, Any], shown: int = SHOWN_CLASSES) -> str:
+    """A short text report of :func:`~shapmix.analysis.analyse_checkpoint`'s result."""
+    lines = [
+        f"{summary['samples']} {summary['split']} samples, {summary['classes_with_data']} classes with data"
+        + (f" (none for: {', '.join(summary['classes_without_data'])})" if summary["classes_without_data"] else ""),
+    ]
+    if summary["online_table"]:
+        lines.append(f"mean Spearman rank correlation, online vs exact: {_fmt(summary['mean_spearman'])}")
+    else:
+        lines.append(f"no online table in this checkpoint (method {summary['method']})")
+    if "ground_truth_hit_rate_exact" in summary:
+        rates = f"exact {_fmt(summary['ground_truth_hit_rate_exact'], 2)}"
+        if "ground_truth_hit_rate_online" in summary:
+            rates += f", online {_fmt(summary['ground_truth_hit_rate_online'], 2)}"
+        lines.append(f"ground-truth hit rate (top combination holds all salient parts): {rates}")
+    classes = sorted(summary["classes"], key=lambda record: -record["train_count"])[:shown]
+    width = max(len(record["class"]) for record in classes)
+    tops = [record.get(key) or "n/a" for record in classes for key in ("exact_top", "online_top")]
+    top_width = max(len(top) for top in tops)
+    header = f"{'class':<{width}}  {'train':>5}  {'exact top':<{top_width}}"
+    if summary["online_table"]:
+        header += f"  {'online top':<{top_width}}  {'rho':>6}"
+    lines.append(header)
+    for record in classes:
+        row = f"{record['class']:<{width}}  {record['train_count']:>5}  {record['exact_top'] or 'n/a':<{top_width}}"
+        if summary["online_table"]:
+            row += f"  {record['online_top']:<{top_width}}  {_fmt(record['spearman'], 2):>6}"
+        lines.append(row)
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------- files
 
 
@@ -337,8 +388,6 @@ def _drawing_pose(dataset: Any, rows: np.ndarray) -> np.ndarray | None:
     """``(V, 2)`` pose for the skeleton drawings: the layout's built-in template when it has one
     (a clean, neutral standing pose), else the mean x-y of person 0 in the first frame of
     ``rows``, centred on the layout's centre joint; ``None`` when neither is available."""
-    from ..viz.saliency import template_pose
-
     try:
         return template_pose(dataset.layout)
     except ValueError:
@@ -364,8 +413,8 @@ def analyse_checkpoint(
 ) -> dict[str, Any]:
     """Exact Shapley saliency of a checkpoint on a split, compared with its online table.
 
-    Rebuilds the config, data, model and test pipeline from the checkpoint (as
-    :func:`~shapmix.engine.evaluate.evaluate_checkpoint`; ``overrides`` may e.g. move
+    Rebuilds the config, data, model and test pipeline from the checkpoint
+    (:func:`~shapmix.engine.builders.open_trained_run`; ``overrides`` may e.g. move
     ``data.path``).  The baseline is the checkpoint's Shap-Mix baseline when present, else the
     mean training sequence after the test pipeline.  The combinations are those of the run's
     ``method.min_parts..max_parts``.  Writes the files listed in the module docstring.
@@ -381,73 +430,30 @@ def analyse_checkpoint(
     Returns:
         the content of ``agreement.json`` (summary and per-class results).
     """
-    from ..config import apply_overrides, build_config
-    from ..data.dataset import SkeletonSplit
-    from ..engine.builders import (
-        build_pipelines,
-        build_run_model,
-        eval_loader,
-        mean_input_sequence,
-        open_run_data,
-    )
-    from ..engine.checkpoint import load_checkpoint
-    from ..engine.distributed import DistributedContext, resolve_device
-
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-    state = load_checkpoint(checkpoint)
-    config = build_config(apply_overrides(state["config"], overrides), f"{checkpoint} with overrides {list(overrides)}")
-    context = DistributedContext()
-    run_data = open_run_data(config, context)
-    dataset = run_data.dataset
-    target = {"test": run_data.test, "val": run_data.val, "train": run_data.train}[split]
-    if target is None:
-        raise ValueError(f"split {split!r} is not available (test, train, or a configured val)")
+    run = open_trained_run(checkpoint, overrides, device)
+    config, dataset = run.config, run.data.dataset
+    target = run.split(split)
     target = SkeletonSplit(dataset, split, target.indices[_limit_per_class(target.labels, max_samples_per_class)])
-    torch_device = resolve_device(device)
-    model = build_run_model(config, dataset).to(torch_device)
-    model.load_state_dict(state["model"])
-    _, test_pipeline = build_pipelines(config, dataset)
-    batch_size = config.train.eval_batch_size
-
-    method_state = state.get("method", {})
-    if "baseline" in method_state:
-        baseline = method_state["baseline"].to(torch_device)
-    else:
-        baseline = mean_input_sequence(run_data.train, test_pipeline, batch_size, torch_device, context)
+    method_state = run.state.get("method", {})
+    baseline = _baseline(run, method_state)
     layout = dataset.layout
     combinations = PartCombinations.from_layout(layout, config.method.min_parts, config.method.max_parts)
-    class_names = list(state.get("class_names", dataset.class_names))
-    train_counts = np.asarray(state.get("train_counts", run_data.train_counts))
-    num_classes = len(class_names)
-
+    class_names = list(run.state.get("class_names", dataset.class_names))
+    train_counts = run.train_counts
+    batch_size = config.train.eval_batch_size
     batches = (
-        (test_pipeline(batch.x.to(torch_device), batch.length.to(torch_device))[0], batch.label.to(torch_device))
-        for batch in eval_loader(target, batch_size, context, config.data.num_workers)
+        (run.prepare(batch.x, batch.length), batch.label.to(run.device))
+        for batch in eval_loader(target, batch_size, run.context, config.data.num_workers)
     )
-    exact = exact_class_saliency(model, batches, baseline, layout, combinations, num_classes, batch_size)
+    exact = exact_class_saliency(run.model, batches, baseline, layout, combinations, len(class_names), batch_size)
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _write_parts_csv(out / EXACT_PARTS_CSV, exact.parts, exact.counts, class_names, layout.part_names)
-    _exact_table(exact, combinations, class_names).to_csv(out / EXACT_COMBINATIONS_CSV)
-    _write_json(
-        out / EXACT_COMBINATIONS_JSON,
-        {
-            "checkpoint": str(checkpoint),
-            "split": split,
-            "classes": class_names,
-            "combinations": list(combinations.names),
-            "joint_counts": combinations.joint_counts.tolist(),
-            "samples": exact.counts.tolist(),
-            "values": _json_values(exact.combinations),
-        },
-    )
-
-    online: SaliencyTable | None = None
-    if "table" in method_state:
-        online = SaliencyTable.from_combinations(num_classes, combinations, class_names=class_names)
-        online.load_state_dict(method_state["table"])
+    _write_exact_files(out, exact, combinations, class_names, str(checkpoint), split)
+    online = _online_table(method_state, combinations, class_names)
+    if online is not None:
         online.to_csv(out / ONLINE_COMBINATIONS_CSV)
 
     summary = {
@@ -465,7 +471,7 @@ def analyse_checkpoint(
         ),
     }
     thresholds = {"many_threshold": config.data.many_threshold, "few_threshold": config.data.few_threshold}
-    pose = _drawing_pose(dataset, run_data.train.indices[:MAX_POSE_SAMPLES])
+    pose = _drawing_pose(dataset, run.data.train.indices[:MAX_POSE_SAMPLES])
     online_values = None if online is None else online.values.to(torch.float64)
     figures = _write_figures(
         out, exact, online_values, combinations, class_names, train_counts, pose, split, thresholds, config.method.tau
@@ -473,6 +479,52 @@ def analyse_checkpoint(
     summary["figures"] = [path.name for path in figures]
     _write_json(out / AGREEMENT_FILE, summary)
     return summary
+
+
+def _baseline(run: TrainedRun, method_state: Mapping[str, Any]) -> torch.Tensor:
+    """The checkpoint's Shap-Mix baseline when it has one, else the mean training sequence after
+    the test pipeline (what a Shap-Mix run would have used)."""
+    if "baseline" in method_state:
+        return method_state["baseline"].to(run.device)
+    return mean_input_sequence(
+        run.data.train, run.test_pipeline, run.config.train.eval_batch_size, run.device, run.context
+    )
+
+
+def _write_exact_files(
+    out: Path,
+    exact: ExactSaliency,
+    combinations: PartCombinations,
+    class_names: Sequence[str],
+    checkpoint: str,
+    split: str,
+) -> None:
+    """``exact_parts.csv``, ``exact_combinations.csv`` and ``exact_combinations.json``."""
+    _write_parts_csv(out / EXACT_PARTS_CSV, exact.parts, exact.counts, class_names, combinations.layout.part_names)
+    _exact_table(exact, combinations, class_names).to_csv(out / EXACT_COMBINATIONS_CSV)
+    _write_json(
+        out / EXACT_COMBINATIONS_JSON,
+        {
+            "checkpoint": checkpoint,
+            "split": split,
+            "classes": list(class_names),
+            "combinations": list(combinations.names),
+            "joint_counts": combinations.joint_counts.tolist(),
+            "samples": exact.counts.tolist(),
+            "values": _json_values(exact.combinations),
+        },
+    )
+
+
+def _online_table(
+    method_state: Mapping[str, Any], combinations: PartCombinations, class_names: Sequence[str]
+) -> SaliencyTable | None:
+    """The checkpoint's online saliency table (Shap-Mix runs), or ``None``."""
+    if "table" not in method_state:
+        return None
+    online = SaliencyTable.from_combinations(len(class_names), combinations, class_names=class_names)
+    online.load_state_dict(method_state["table"])
+    return online
 
 
 def _agreement_summary(
@@ -562,14 +614,6 @@ def _write_figures(
     """Heatmaps and skeleton drawings of the exact (and online) values, and the online table's
     policy at ``tau``; the skeletons only when there is a ``(V, 2)`` pose to draw.  The online
     skeletons show :func:`part_scores_from_table`."""
-    from ..viz.saliency import (
-        part_scores_from_table,
-        pick_classes,
-        plot_part_saliency_skeletons,
-        plot_policy_heatmap,
-        plot_saliency_heatmap,
-    )
-
     layout = combinations.layout
     names = combinations.names
     examples = pick_classes(train_counts, **thresholds)

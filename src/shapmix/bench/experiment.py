@@ -39,9 +39,12 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..config import EXPERIMENT_KEY, Config, ConfigError, load_config, packaged_configs
+from ..config import EXPERIMENT_KEY, Config, load_config, packaged_configs
+from ..data.format import load_dataset
+from ..engine.ensemble import ensemble_runs
 from ..engine.trainer import EpochCallback
-from .presets import PRESETS, Preset, get_presets
+from ..errors import ConfigError
+from .presets import PRESETS, Preset, get_presets, preset_config
 from .report import ResultRow, collect_rows, run_result_dir, write_tables
 from .runner import BenchJob, GridSummary, execute_jobs, plan_rows
 
@@ -300,8 +303,6 @@ def plan_experiment(
 
 def check_datasets(jobs: Sequence[BenchJob], experiment: Experiment) -> None:
     """Refuse a dataset whose classes or layout differ from what the experiment states."""
-    from ..data.format import load_dataset
-
     spec = experiment.spec
     if spec.num_classes is None and spec.layout is None:
         return
@@ -322,8 +323,6 @@ def check_datasets(jobs: Sequence[BenchJob], experiment: Experiment) -> None:
 def _fuse(bench_dir: Path, ensemble: EnsembleSpec, rows: Sequence[Preset], finished: Sequence[ResultRow]) -> list[ResultRow]:
     """One row per seed at which every fused row finished: metrics of the weighted logit sum
     (:func:`~shapmix.engine.ensemble.ensemble_runs`, what ``shapmix ensemble`` computes)."""
-    from ..engine.ensemble import ensemble_runs
-
     by_name = {row.name: row for row in rows}
     done = {(row.method, row.seed): row for row in finished}
     seeds = sorted({row.seed for row in finished})
@@ -474,8 +473,6 @@ def row_configs(experiment: Experiment, overrides: Sequence[str] = ()) -> dict[s
 
     Two-stage rows get a placeholder ``finetune.checkpoint``; the grid fills in the real one.
     """
-    from .presets import preset_config
-
     first_column = next(iter(experiment.spec.columns.values()), [])
     before = [*overrides, *first_column]
     configs: dict[str, list[Config]] = {}

@@ -28,6 +28,7 @@ from typing import Any, Sequence
 
 import yaml
 
+from ..viz.plots import pyplot
 from .presets import PRESETS, Preset
 
 __all__ = [
@@ -211,11 +212,10 @@ def _write_csv(rows: Sequence[ResultRow], path: Path) -> None:
 
 
 def _plot(rows: Sequence[ResultRow], path: Path) -> None:
-    from ..viz.plots import plt  # the module that selects the non-interactive backend
-
     summaries = _summaries(rows)
     methods = list(summaries)
     width = 0.8 / len(PLOTTED_GROUPS)
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(methods) + 2), 4.2))
     for index, (column, title) in enumerate(PLOTTED_GROUPS):
         means = [summaries[m][column][0] for m in methods]

@@ -31,6 +31,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from ..errors import DatasetFormatError
 from ..skeleton.layouts import Layout, get_layout
 
 __all__ = [
@@ -53,10 +54,6 @@ LENGTHS_FILE = "lengths.npy"
 NAMES_FILE = "names.txt"
 META_FILE = "meta.json"
 SPLITS_DIR = "splits"
-
-
-class DatasetFormatError(ValueError):
-    """A file does not hold what the format requires; the message names the file."""
 
 
 @dataclass

@@ -14,13 +14,15 @@ Counts are truncated to integers (as the published lists are) and never below 1.
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import Literal, Sequence
+from typing import Literal, Sequence, get_args
 
 import numpy as np
 
 __all__ = [
+    "PROFILES",
     "Profile",
     "Group",
+    "GROUP_LABELS",
     "longtail_counts",
     "sample_per_class",
     "make_longtail_split",
@@ -30,6 +32,7 @@ __all__ = [
 ]
 
 Profile = Literal["exponential", "pareto", "step"]
+PROFILES: tuple[str, ...] = get_args(Profile)
 
 # A class is "Many" with more than this many training samples, "Few" with fewer than the
 # other threshold (Liu et al., OLTR, CVPR 2019; the paper's appendix A.2).
@@ -41,6 +44,10 @@ class Group(IntEnum):
     MANY = 0
     MEDIUM = 1
     FEW = 2
+
+
+GROUP_LABELS = {Group.MANY: "Many", Group.MEDIUM: "Medium", Group.FEW: "Few"}
+"""How tables and figures name each group (metrics keys are the same words in lower case)."""
 
 
 def longtail_counts(

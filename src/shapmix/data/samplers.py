@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
+from ..seeds import SAMPLER_EPOCH
+
 __all__ = [
     "REBALANCING_SAMPLERS",
     "SamplerKind",
@@ -144,8 +146,7 @@ class RebalancingSampler(Sampler[int]):
 
     def global_sequence(self) -> torch.Tensor:
         """The epoch's full sequence, ``(global_length,)`` int64, identical on every rank."""
-        seed = int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0])
-        generator = torch.Generator().manual_seed(seed)
+        generator = torch.Generator().manual_seed(SAMPLER_EPOCH.derive(self.seed, self.epoch))
         if self.kind == "ros":
             return over_sampled_sequence(self.labels, generator)
         return class_balanced_sequence(self.labels, self.global_length, generator)

@@ -26,7 +26,7 @@ by ``K`` uniformly spaced windows of the same length, scored separately and aver
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Literal, Protocol, Sequence, get_args
 
 import torch
 
@@ -46,7 +46,11 @@ __all__ = [
     "to_modality",
     "rotation_matrices",
     "build_pipeline",
+    "resample_frames",
+    "resize_source_frames",
     "MODALITIES",
+    "RESIZE_MODES",
+    "ResizeMode",
 ]
 
 MODALITIES = ("joint", "bone", "joint_motion", "bone_motion")
@@ -156,30 +160,75 @@ class CropResize:
         return frames, torch.full_like(lengths, self.window)
 
 
+ResizeMode = Literal["linear", "nearest"]
+"""How a temporal resize reads its input: ``"linear"`` interpolation or ``"nearest"`` neighbour,
+each exactly as ``F.interpolate`` computes it."""
+RESIZE_MODES: tuple[str, ...] = get_args(ResizeMode)
+
+
+def resize_source_frames(
+    out_frames: torch.Tensor,
+    in_length: torch.Tensor,
+    out_length: torch.Tensor | int,
+    mode: ResizeMode = "linear",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Where each output frame of a temporal resize reads its input, as ``F.interpolate`` does.
+
+    A clip of ``in_length_i`` frames resized to ``out_length_i`` frames gives output frame ``o``
+    the blend ``(1 - weight) * clip[lower] + weight * clip[upper]``.  ``"linear"`` is
+    ``F.interpolate(mode="linear", align_corners=False)``: source position
+    ``(o + 0.5) * in / out - 0.5``, clamped at 0; ``"nearest"`` is ``F.interpolate``'s default
+    mode: ``floor(o * in / out)`` with the ratio in float32 as PyTorch's kernel (weight 0).
+    Shared by the crop-resize of the input pipeline and the donor clips of ST-Mix.
+
+    Args:
+        out_frames: ``(N, T)`` or ``(1, T)`` float64 output frame positions, relative to the
+            first output frame (values outside ``0..out_length-1`` are allowed and clamped into
+            the clip, e.g. frames before or after a paste window).
+        in_length: ``(N,)`` int64 input clip lengths (at least 1).
+        out_length: ``(N,)`` int64 output lengths, or one length for every clip.
+        mode: ``"linear"`` or ``"nearest"``.
+
+    Returns:
+        ``(lower, upper, weight)``, each ``(N, T)``: int64 input frames in ``0..in_length-1``
+        (relative to the clip's start) and the float64 weight of ``upper`` in ``[0, 1]``; on the
+        inputs' device.
+    """
+    target = torch.as_tensor(out_length, device=in_length.device).clamp(min=1).reshape(-1, 1)
+    if mode == "linear":
+        scale = in_length.to(torch.float64)[:, None] / target
+        source = ((out_frames + 0.5) * scale - 0.5).clamp(min=0.0)
+    elif mode == "nearest":
+        ratio = in_length.to(torch.float32)[:, None] / target.to(torch.float32)
+        source = (out_frames.to(torch.float32) * ratio).floor().to(torch.float64).clamp(min=0.0)
+    else:
+        raise ValueError(f"unknown resize mode {mode!r}; use 'linear' or 'nearest'")
+    last = (in_length - 1)[:, None]
+    lower = torch.minimum(source.floor().to(torch.int64), last)
+    upper = torch.minimum(lower + 1, last)
+    weight = (source - lower.to(torch.float64)).clamp(0.0, 1.0)
+    return lower, upper, weight
+
+
 def resample_frames(
     x: torch.Tensor, start: torch.Tensor, length: torch.Tensor, window: int
 ) -> torch.Tensor:
     """Linearly resample frames ``[start, start + length)`` of each sample to ``window`` frames.
 
-    Matches ``F.interpolate(mode="linear", align_corners=False)`` applied to each crop.
-    ``x`` ``(N, C, T, V, M)``; ``start``, ``length`` ``(N,)`` int64 on ``x.device``.
+    Matches ``F.interpolate(mode="linear", align_corners=False)`` applied to each crop
+    (:func:`resize_source_frames`).  ``x`` ``(N, C, T, V, M)``; ``start``, ``length`` ``(N,)``
+    int64 on ``x.device``.
     """
     n, c, _, v, m = x.shape
-    out_index = torch.arange(window, device=x.device, dtype=torch.float64)
-    scale = length.to(torch.float64)[:, None] / window
-    source = ((out_index[None, :] + 0.5) * scale - 0.5).clamp(min=0.0)
-    lower = source.floor().to(torch.int64)
-    last = (length - 1)[:, None]
-    lower = torch.minimum(lower, last)
-    upper = torch.minimum(lower + 1, last)
-    weight = (source - lower.to(torch.float64)).to(x.dtype)
+    out_frames = torch.arange(window, device=x.device, dtype=torch.float64)[None, :]
+    lower, upper, weight = resize_source_frames(out_frames, length, window)
     lower, upper = lower + start[:, None], upper + start[:, None]
 
     def gather(index: torch.Tensor) -> torch.Tensor:
         index = index[:, None, :, None, None].expand(n, c, window, v, m)
         return torch.gather(x, 2, index)
 
-    weight = weight[:, None, :, None, None]
+    weight = weight.to(x.dtype)[:, None, :, None, None]
     return gather(lower) * (1 - weight) + gather(upper) * weight
 
 

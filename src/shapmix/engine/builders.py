@@ -1,7 +1,8 @@
 """Turn a :class:`~shapmix.config.Config` into the objects a run needs.
 
-Shared by training and by ``shapmix eval`` so both see exactly the same data, input pipeline and
-model for a given config.
+Shared by training, ``shapmix eval`` and ``shapmix saliency`` so all of them see exactly the same
+data, input pipeline and model for a given config; :func:`open_trained_run` rebuilds them from a
+training checkpoint.
 """
 
 from __future__ import annotations
@@ -11,24 +12,27 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Sampler, SequentialSampler
 
-from ..config import Config, DataConfig
+from ..config import Config, DataConfig, apply_overrides, build_config
 from ..data.dataset import SkeletonSplit
 from ..data.format import SkeletonData, load_dataset, read_name_list
 from ..data.synthetic import GENERATOR_VERSION, generate_synthetic
 from ..data.transforms import Compose, build_pipeline
+from ..mixing.shapley import mean_sequence
 from ..models import build_model
 from ..skeleton.layouts import Layout
-from .distributed import DistributedContext
+from .checkpoint import load_checkpoint
+from .distributed import DistributedContext, resolve_device
 
 __all__ = [
     "RunData",
+    "TrainedRun",
     "cache_root",
     "synthetic_dataset_path",
     "open_run_data",
@@ -38,6 +42,7 @@ __all__ = [
     "build_test_pipeline",
     "eval_loader",
     "mean_input_sequence",
+    "open_trained_run",
 ]
 
 CACHE_ENV = "SHAPMIX_CACHE"
@@ -186,17 +191,64 @@ def mean_input_sequence(
     This is Shap-Mix's baseline for absent body parts, in the model's input space (joint, bone
     or motion), so a masked part looks like "an average sample" rather than like zeros.
     Under DDP each rank sums its shard (the sampler may repeat a few samples to even the shards
-    out) and the sums and counts are reduced.
+    out) and :func:`~shapmix.mixing.shapley.mean_sequence` reduces the sums and counts.
     """
-    total: torch.Tensor | None = None
-    count = 0
-    for batch in eval_loader(split, batch_size, context):
-        x = pipeline(batch.x.to(device), batch.length.to(device))[0]
-        batch_sum = x.double().sum(dim=0)
-        total = batch_sum if total is None else total + batch_sum
-        count += len(x)
-    if total is None:
-        raise ValueError("cannot compute a mean sequence of an empty split")
-    sums = torch.cat([total.flatten(), torch.tensor([float(count)], device=device, dtype=torch.float64)])
-    context.all_reduce_sum(sums)
-    return (sums[:-1] / sums[-1]).reshape(total.shape).float()
+    batches = (
+        pipeline(batch.x.to(device), batch.length.to(device))[0] for batch in eval_loader(split, batch_size, context)
+    )
+    return mean_sequence(batches, reducer=context)
+
+
+@dataclass
+class TrainedRun:
+    """A training checkpoint with the config, data, model and test pipeline it was trained with.
+
+    Attributes:
+        state: the checkpoint (:func:`~shapmix.engine.checkpoint.load_checkpoint`).
+        config: the run's config, with the caller's overrides applied.
+        data: the run's dataset and splits.
+        model: the backbone with the checkpoint's weights, on ``device``.
+        test_pipeline: the deterministic input pipeline (the one evaluation uses).
+        device: where the model is.
+        context: a single-process :class:`DistributedContext`.
+    """
+
+    state: dict[str, Any]
+    config: Config
+    data: RunData
+    model: nn.Module
+    test_pipeline: Compose
+    device: torch.device
+    context: DistributedContext
+
+    @property
+    def train_counts(self) -> np.ndarray:
+        """``(K,)`` training samples per class, as saved in the checkpoint (the Many/Medium/Few
+        groups of the run), else counted in the training split."""
+        return np.asarray(self.state.get("train_counts", self.data.train_counts))
+
+    def split(self, name: str) -> SkeletonSplit:
+        """The run's ``test``, ``val`` (when configured) or ``train`` split."""
+        split = {"test": self.data.test, "val": self.data.val, "train": self.data.train}.get(name)
+        if split is None:
+            raise ValueError(f"split {name!r} is not available (test, train, or a configured val)")
+        return split
+
+    def prepare(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Raw batch ``(N, C, T, V, M)`` and its ``(N,)`` lengths -> model input on ``device``."""
+        return self.test_pipeline(x.to(self.device), lengths.to(self.device))[0]
+
+
+def open_trained_run(checkpoint: str | Path, overrides: Sequence[str] = (), device: str = "auto") -> TrainedRun:
+    """Rebuild a training checkpoint's run: its config (``overrides`` may change e.g.
+    ``data.path`` when the dataset moved), data, test pipeline and model with the saved weights."""
+    state = load_checkpoint(checkpoint)
+    raw = apply_overrides(state["config"], overrides)
+    config = build_config(raw, f"{checkpoint} with overrides {list(overrides)}")
+    context = DistributedContext()
+    data = open_run_data(config, context)
+    torch_device = resolve_device(device)
+    model = build_run_model(config, data.dataset).to(torch_device)
+    model.load_state_dict(state["model"])
+    _, test_pipeline = build_pipelines(config, data.dataset)
+    return TrainedRun(state, config, data, model, test_pipeline, torch_device, context)

@@ -78,13 +78,6 @@ class DistributedContext:
             dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor
 
-    def broadcast_object(self, obj: Any, src: int = 0) -> Any:
-        if not self.is_distributed:
-            return obj
-        holder = [obj]
-        dist.broadcast_object_list(holder, src=src)
-        return holder[0]
-
     def close(self, failed: bool = False) -> None:
         """Leave the process group this context created (a no-op for a borrowed group).
 

@@ -18,7 +18,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..data.longtail import Group, group_classes
+from ..data.longtail import DEFAULT_FEW_THRESHOLD, DEFAULT_MANY_THRESHOLD, GROUP_LABELS, Group, group_classes
+from .builders import build_test_pipeline, eval_loader, open_trained_run
 from .distributed import DistributedContext
 
 __all__ = [
@@ -31,7 +32,8 @@ __all__ = [
     "evaluate_checkpoint",
 ]
 
-GROUP_NAMES = {Group.MANY: "many", Group.MEDIUM: "medium", Group.FEW: "few"}
+GROUP_NAMES = {group: label.lower() for group, label in GROUP_LABELS.items()}
+"""The metrics' keys of the groups: ``many``, ``medium``, ``few``."""
 
 
 @dataclass
@@ -70,8 +72,8 @@ def compute_metrics(
     logits: np.ndarray,
     labels: np.ndarray,
     train_counts: Sequence[int],
-    many_threshold: int = 100,
-    few_threshold: int = 20,
+    many_threshold: int = DEFAULT_MANY_THRESHOLD,
+    few_threshold: int = DEFAULT_FEW_THRESHOLD,
 ) -> Metrics:
     """Metrics of ``(N, K)`` scores against ``(N,)`` labels, groups from ``(K,)`` train counts."""
     logits = np.asarray(logits)
@@ -202,42 +204,26 @@ def evaluate_checkpoint(
     when the dataset moved, or ``eval.num_clips`` for multi-clip testing).  Writes
     ``eval_<split>.json`` and ``eval_<split>_scores.npz`` into ``out_dir`` when given.
     """
-    from ..config import apply_overrides, build_config
-    from .builders import build_run_model, build_test_pipeline, eval_loader, open_run_data
-    from .checkpoint import load_checkpoint
-    from .distributed import resolve_device
-
-    state = load_checkpoint(checkpoint)
-    raw = apply_overrides(state["config"], overrides)
-    config = build_config(raw, f"{checkpoint} with overrides {list(overrides)}")
-    context = DistributedContext()
-    run_data = open_run_data(config, context)
-    dataset = run_data.dataset
-    target = {"test": run_data.test, "val": run_data.val, "train": run_data.train}.get(split)
-    if target is None:
-        raise ValueError(f"split {split!r} is not available (test, train, or a configured val)")
-    torch_device = resolve_device(device)
-    model = build_run_model(config, dataset).to(torch_device)
-    model.load_state_dict(state["model"])
-    num_clips = config.eval.num_clips
-    test_pipeline = build_test_pipeline(config, dataset.layout, dataset.channels, num_clips)
-    loader = eval_loader(target, config.train.eval_batch_size, context, config.data.num_workers)
+    run = open_trained_run(checkpoint, overrides, device)
+    target = run.split(split)
+    num_clips = run.config.eval.num_clips
+    dataset = run.data.dataset
+    test_pipeline = build_test_pipeline(run.config, dataset.layout, dataset.channels, num_clips)
+    loader = eval_loader(target, run.config.train.eval_batch_size, run.context, run.config.data.num_workers)
     rows, logits, labels = predict(
-        model, loader, lambda x, lengths: test_pipeline(x, lengths)[0], torch_device, context, num_clips
+        run.model, loader, lambda x, lengths: test_pipeline(x, lengths)[0], run.device, run.context, num_clips
     )
-    train_counts = np.asarray(state.get("train_counts", run_data.train_counts))
-    metrics = compute_metrics(
-        logits, labels, train_counts, config.data.many_threshold, config.data.few_threshold
-    )
+    data = run.config.data
+    metrics = compute_metrics(logits, labels, run.train_counts, data.many_threshold, data.few_threshold)
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / f"eval_{split}.json").write_text(
             json.dumps(
-                {"checkpoint": str(checkpoint), "epoch": int(state["epoch"]) + 1, "num_clips": num_clips, **metrics.to_dict()},
+                {"checkpoint": str(checkpoint), "epoch": int(run.state["epoch"]) + 1, "num_clips": num_clips, **metrics.to_dict()},
                 indent=2,
             ) + "\n",
             encoding="utf-8",
         )
-        save_scores(out / f"eval_{split}_scores.npz", [dataset.names[i] for i in rows], logits, labels)
+        save_scores(out / f"eval_{split}_scores.npz", [run.data.dataset.names[i] for i in rows], logits, labels)
     return metrics

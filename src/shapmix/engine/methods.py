@@ -29,8 +29,9 @@ knowing the backbone:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 import torch
@@ -68,10 +69,22 @@ from ..mixing.glmc import (
     weighted_soft_cross_entropy,
 )
 from ..mixing.stmix import BatchMixer
+from ..seeds import ESTIMATOR, GLMC, GLMC_EPOCH, MIXER
 from ..skeleton.layouts import Layout
+from ..viz.saliency import write_training_saliency_figures
 from .distributed import DistributedContext
 
-__all__ = ["TrainingMethod", "TrainingNetwork", "MixingMethod", "ShapMixMethod", "GLMCMethod", "build_method"]
+__all__ = [
+    "BASELINE_METHODS",
+    "METHOD_BUILDERS",
+    "GLMCMethod",
+    "MethodInputs",
+    "MixingMethod",
+    "ShapMixMethod",
+    "TrainingMethod",
+    "TrainingNetwork",
+    "build_method",
+]
 
 
 class TrainingNetwork(nn.Module):
@@ -339,8 +352,6 @@ class ShapMixMethod(MixingMethod):
         self.table.to_json(written[0], tau=self.mixer.tau)
         self.table.to_csv(written[1], tau=self.mixer.tau)
         if plots:
-            from ..viz.saliency import write_training_saliency_figures
-
             written += write_training_saliency_figures(
                 self.table.values.cpu().numpy(),
                 None,
@@ -417,7 +428,7 @@ class GLMCMethod(TrainingMethod):
         """The generator of this rank's draws, re-seeded from ``(seed, epoch, rank)`` when a new
         epoch starts."""
         if epoch != self._epoch:
-            self._generator.manual_seed(int(np.random.SeedSequence([self.seed, epoch, self.rank]).generate_state(1)[0]))
+            self._generator.manual_seed(GLMC_EPOCH.derive(self.seed, epoch, self.rank))
             self._epoch = epoch
         return self._generator
 
@@ -462,6 +473,149 @@ class GLMCMethod(TrainingMethod):
         self.heads.load_state_dict(state["heads"])
 
 
+@dataclass(frozen=True)
+class MethodInputs:
+    """What a method builder may need besides the method's config section (see
+    :func:`build_method` for which method needs what)."""
+
+    config: MethodConfig
+    num_classes: int
+    class_counts: np.ndarray
+    layout: Layout
+    seed: int
+    baseline: torch.Tensor | None
+    context: DistributedContext
+    class_names: Sequence[str] | None
+    model: nn.Module | None
+    train_split: SkeletonSplit | None
+    train_pipeline: Compose | None
+    total_epochs: int | None
+
+    @property
+    def mixer_seed(self) -> int:
+        """The seed of the batch mixer's generator (the ``mixer`` stream of the run seed)."""
+        return MIXER.derive(self.seed)
+
+    def stmix_options(self) -> dict[str, Any]:
+        """The keyword arguments :class:`STMix` and :class:`ShapMix` share."""
+        config = self.config
+        return dict(
+            p_mixup=config.p_mixup,
+            mixup_alpha=config.mixup_alpha,
+            min_parts=config.min_parts,
+            max_parts=config.max_parts,
+            segment_frames=config.segment_frames,
+            window_fraction=config.window_fraction,
+            draw=config.draw,
+            donor_resize=config.donor_resize,
+            partner=config.partner,
+            seed=self.mixer_seed,
+        )
+
+
+MethodBuilder = Callable[[MethodInputs], TrainingMethod]
+
+
+def _build_plain(inputs: MethodInputs) -> TrainingMethod:
+    return TrainingMethod()
+
+
+def _build_mixup(inputs: MethodInputs) -> TrainingMethod:
+    config = inputs.config
+    mixer = Mixup(inputs.num_classes, alpha=config.mixup_alpha, partner=config.partner, seed=inputs.mixer_seed)
+    return MixingMethod("mixup", mixer)
+
+
+def _build_cutmix(inputs: MethodInputs) -> TrainingMethod:
+    config = inputs.config
+    mixer = CutMix(inputs.num_classes, alpha=config.mixup_alpha, partner=config.partner, seed=inputs.mixer_seed)
+    return MixingMethod("cutmix", mixer)
+
+
+def _build_remix(inputs: MethodInputs) -> TrainingMethod:
+    config = inputs.config
+    remix = Remix(
+        inputs.num_classes,
+        inputs.class_counts,
+        alpha=config.remix_alpha,
+        kappa=config.remix_kappa,
+        tau=config.remix_tau,
+        partner=config.partner,
+        seed=inputs.mixer_seed,
+    )
+    return MixingMethod("remix", remix)
+
+
+def _build_stmix(inputs: MethodInputs) -> TrainingMethod:
+    return MixingMethod("stmix", STMix(inputs.layout, inputs.num_classes, **inputs.stmix_options()))
+
+
+def _build_shapmix(inputs: MethodInputs) -> TrainingMethod:
+    config, baseline = inputs.config, inputs.baseline
+    if baseline is None:
+        raise ValueError("shapmix needs the mean training sequence (baseline)")
+    combinations = PartCombinations.from_layout(inputs.layout, config.min_parts, config.max_parts)
+    table = SaliencyTable.from_combinations(
+        inputs.num_classes, combinations, momentum=config.momentum, class_names=inputs.class_names, device=baseline.device
+    )
+    # Grad-CAM only changes what feeds the table; the mixer samples from the table either way.
+    guidance = "shapley" if config.guidance == "gradcam" else config.guidance
+    mixer = ShapMix(
+        inputs.layout, inputs.class_counts, table=table, tau=config.tau, guidance=guidance, **inputs.stmix_options()
+    )
+    return ShapMixMethod(
+        mixer,
+        baseline,
+        warmup_epochs=config.warmup_epochs,
+        interval=config.interval,
+        clip=config.clip,
+        context=inputs.context,
+        seed=ESTIMATOR.derive(inputs.seed),
+        estimator="gradcam" if config.guidance == "gradcam" else "shapley",
+        estimate_fraction=config.estimate_fraction,
+        shapley_estimator=config.shapley_estimator,
+    )
+
+
+def _build_glmc(inputs: MethodInputs) -> TrainingMethod:
+    config, model = inputs.config, inputs.model
+    if model is None or inputs.train_split is None or inputs.train_pipeline is None or inputs.total_epochs is None:
+        raise ValueError("glmc needs the model, the training split, its pipeline and the number of epochs")
+    GLMCHeads.check_backbone(model)
+    feature_dim = getattr(model, "out_channels", None)
+    if not isinstance(feature_dim, int):
+        raise TypeError(f"glmc needs the backbone's pooled feature width as {type(model).__name__}.out_channels")
+    parameter = next(model.parameters())
+    heads = GLMCHeads(feature_dim, inputs.num_classes, config.glmc_projection_dim).to(parameter.device)
+    return GLMCMethod(
+        heads,
+        inputs.train_split,
+        inputs.train_pipeline,
+        inputs.class_counts,
+        inputs.total_epochs,
+        alpha=config.glmc_alpha,
+        resample_power=config.glmc_resample_power,
+        label_power=config.glmc_label_power,
+        consistency_weight=config.glmc_consistency_weight,
+        seed=GLMC.derive(inputs.seed),
+        rank=inputs.context.rank,
+    )
+
+
+METHOD_BUILDERS: dict[str, MethodBuilder] = {
+    "none": _build_plain,
+    "mixup": _build_mixup,
+    "cutmix": _build_cutmix,
+    "stmix": _build_stmix,
+    "shapmix": _build_shapmix,
+    "remix": _build_remix,
+    "glmc": _build_glmc,
+}
+"""``method.name`` -> the function that builds that training method."""
+BASELINE_METHODS = frozenset({"shapmix"})
+"""Methods whose builder needs the mean training sequence (:func:`build_method`'s ``baseline``)."""
+
+
 def build_method(
     config: MethodConfig,
     num_classes: int,
@@ -476,86 +630,28 @@ def build_method(
     train_pipeline: Compose | None = None,
     total_epochs: int | None = None,
 ) -> TrainingMethod:
-    """The training method a config names.
+    """The training method a config names (:data:`METHOD_BUILDERS`).
 
+    ``seed`` is the run seed (the method's generators are derived from it, :mod:`shapmix.seeds`).
     ``baseline`` (the mean training sequence in model-input space) is required for ``shapmix``;
     ``model`` (to size the heads), ``train_split``, ``train_pipeline`` and ``total_epochs`` for
     ``glmc``.
     """
-    if config.name == "none":
-        return TrainingMethod()
-    if config.name == "glmc":
-        if model is None or train_split is None or train_pipeline is None or total_epochs is None:
-            raise ValueError("glmc needs the model, the training split, its pipeline and the number of epochs")
-        GLMCHeads.check_backbone(model)
-        feature_dim = getattr(model, "out_channels", None)
-        if not isinstance(feature_dim, int):
-            raise TypeError(f"glmc needs the backbone's pooled feature width as {type(model).__name__}.out_channels")
-        parameter = next(model.parameters())
-        heads = GLMCHeads(feature_dim, num_classes, config.glmc_projection_dim).to(parameter.device)
-        return GLMCMethod(
-            heads,
-            train_split,
-            train_pipeline,
-            class_counts,
-            total_epochs,
-            alpha=config.glmc_alpha,
-            resample_power=config.glmc_resample_power,
-            label_power=config.glmc_label_power,
-            consistency_weight=config.glmc_consistency_weight,
-            seed=int(np.random.SeedSequence([seed, 9]).generate_state(1)[0]),
-            rank=(context or DistributedContext()).rank,
-        )
-    mixer_seed = int(np.random.SeedSequence([seed, 7]).generate_state(1)[0])
-    if config.name == "mixup":
-        return MixingMethod("mixup", Mixup(num_classes, alpha=config.mixup_alpha, partner=config.partner, seed=mixer_seed))
-    if config.name == "cutmix":
-        return MixingMethod("cutmix", CutMix(num_classes, alpha=config.mixup_alpha, partner=config.partner, seed=mixer_seed))
-    if config.name == "remix":
-        remix = Remix(
-            num_classes,
-            class_counts,
-            alpha=config.remix_alpha,
-            kappa=config.remix_kappa,
-            tau=config.remix_tau,
-            partner=config.partner,
-            seed=mixer_seed,
-        )
-        return MixingMethod("remix", remix)
-    stmix_options = dict(
-        p_mixup=config.p_mixup,
-        mixup_alpha=config.mixup_alpha,
-        min_parts=config.min_parts,
-        max_parts=config.max_parts,
-        segment_frames=config.segment_frames,
-        window_fraction=config.window_fraction,
-        draw=config.draw,
-        donor_resize=config.donor_resize,
-        partner=config.partner,
-        seed=mixer_seed,
+    builder = METHOD_BUILDERS.get(config.name)
+    if builder is None:
+        raise ValueError(f"unknown method {config.name!r}; known: {sorted(METHOD_BUILDERS)}")
+    inputs = MethodInputs(
+        config=config,
+        num_classes=num_classes,
+        class_counts=class_counts,
+        layout=layout,
+        seed=seed,
+        baseline=baseline,
+        context=context or DistributedContext(),
+        class_names=class_names,
+        model=model,
+        train_split=train_split,
+        train_pipeline=train_pipeline,
+        total_epochs=total_epochs,
     )
-    if config.name == "stmix":
-        return MixingMethod("stmix", STMix(layout, num_classes, **stmix_options))
-    if config.name == "shapmix":
-        if baseline is None:
-            raise ValueError("shapmix needs the mean training sequence (baseline)")
-        combinations = PartCombinations.from_layout(layout, config.min_parts, config.max_parts)
-        table = SaliencyTable.from_combinations(
-            num_classes, combinations, momentum=config.momentum, class_names=class_names, device=baseline.device
-        )
-        # Grad-CAM only changes what feeds the table; the mixer samples from the table either way.
-        guidance = "shapley" if config.guidance == "gradcam" else config.guidance
-        mixer = ShapMix(layout, class_counts, table=table, tau=config.tau, guidance=guidance, **stmix_options)
-        return ShapMixMethod(
-            mixer,
-            baseline,
-            warmup_epochs=config.warmup_epochs,
-            interval=config.interval,
-            clip=config.clip,
-            context=context or DistributedContext(),
-            seed=int(np.random.SeedSequence([seed, 8]).generate_state(1)[0]),
-            estimator="gradcam" if config.guidance == "gradcam" else "shapley",
-            estimate_fraction=config.estimate_fraction,
-            shapley_estimator=config.shapley_estimator,
-        )
-    raise ValueError(f"unknown method {config.name!r}")
+    return builder(inputs)

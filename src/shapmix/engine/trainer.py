@@ -20,8 +20,9 @@ Run directory (``out_dir``)::
                         class and part combination) and its pictures
 
 Resume is exact on the CPU: the shuffling and augmentation generators are derived from
-``(seed, epoch, rank)`` and every other RNG state is checkpointed, so an interrupted run resumed
-from ``last.pt`` ends with the same weights as an uninterrupted one.
+``(seed, epoch, rank)`` (the named streams of :mod:`shapmix.seeds`) and every other RNG state is
+checkpointed, so an interrupted run resumed from ``last.pt`` ends with the same weights as an
+uninterrupted one.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ import logging
 import math
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -47,6 +47,8 @@ from ..config import Config, config_to_dict
 from ..data.longtail import group_classes
 from ..data.samplers import REBALANCING_SAMPLERS, RebalancingSampler, epoch_length
 from ..losses import build_loss
+from ..seeds import AUGMENT, SHUFFLE
+from ..viz.plots import plot_class_accuracy, plot_training_curves
 from .builders import (
     RunData,
     build_pipelines,
@@ -62,14 +64,14 @@ from .distributed import init_distributed, synchronize_batch_norm
 from .evaluate import Metrics, compute_metrics, format_metrics_table, predict, save_scores
 from .predict import INPUT_SPEC_KEY, InputSpec
 from .finetune import SecondStage, build_second_stage
-from .methods import TrainingMethod, TrainingNetwork, build_method
+from .methods import BASELINE_METHODS, TrainingMethod, TrainingNetwork, build_method
 
 __all__ = ["Trainer", "train", "lr_factor", "EpochCallback", "CHECKPOINT_VERSION"]
 
 CHECKPOINT_VERSION = 1
 LOGGER_NAME = "shapmix"
-# Distinct streams of randomness derived from the run seed.
-_SHUFFLE_STREAM, _AUGMENT_STREAM = 1, 2
+# The rank position of a stream every rank shares (the training order is one global sequence).
+SHARED_RANK = 0
 # Steps between progress-bar updates (each one reads the running totals back from the device).
 PROGRESS_EVERY = 10
 
@@ -93,10 +95,6 @@ def lr_factor(step: int, steps_per_epoch: int, schedule: Any, base_lr: float) ->
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def _derived_seed(seed: int, stream: int, epoch: int, rank: int = 0) -> int:
-    return int(np.random.SeedSequence([seed, stream, epoch, rank]).generate_state(1)[0])
-
-
 def _setup_logger(out_dir: Path, is_main: bool) -> logging.Logger:
     logger = logging.getLogger(LOGGER_NAME)
     logger.setLevel(logging.INFO if is_main else logging.WARNING)
@@ -112,15 +110,6 @@ def _setup_logger(out_dir: Path, is_main: bool) -> logging.Logger:
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
         logger.addHandler(file_handler)
     return logger
-
-
-@dataclass
-class EpochStats:
-    loss_sum: float = 0.0
-    correct: int = 0
-    samples: int = 0
-    steps: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Trainer:
@@ -144,15 +133,38 @@ class Trainer:
         self.config = config
         self.out_dir = Path(out_dir)
         self.callbacks = list(callbacks)
+        self._start_process()
+        self._build_run()
+        self._build_network()
+        self._build_optimisation()
+        self.start_epoch = 0
+        self.history: list[dict[str, Any]] = []
+        self.best_val: float | None = None
+        self.tensorboard = self._open_tensorboard() if config.log.tensorboard else None
+        if resume:
+            self._resume()
+        elif self.context.is_main:
+            (self.out_dir / "config.yaml").write_text(
+                yaml.safe_dump(config_to_dict(config), sort_keys=False), encoding="utf-8"
+            )
+
+    # ----------------------------------------------------------------------------- setup
+    def _start_process(self) -> None:
+        """This process's rank and device, the run directory, the log, threads and global seeds."""
+        config = self.config
         self.context, self.device = init_distributed(config.train.device)
         if self.context.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         self.context.barrier()
         self.logger = _setup_logger(self.out_dir, self.context.is_main)
         torch_threads(config.train.threads)
+        # torch's global generator initialises the model's weights (see shapmix.seeds)
         torch.manual_seed(config.train.seed)
         np.random.seed(config.train.seed % 2**32)
 
+    def _build_run(self) -> None:
+        """The data, input pipelines, model, second stage, loss and training method."""
+        config = self.config
         self.data: RunData = open_run_data(config, self.context)
         dataset = self.data.dataset
         self.train_counts = self.data.train_counts
@@ -167,7 +179,7 @@ class Trainer:
         self.criterion = build_loss(config.loss, self.train_counts, config.schedule.epochs).to(self.device)
         self.criterion.attach(self.model)  # only losses that need the classifier's input hook it
         baseline = None
-        if config.method.name == "shapmix":
+        if config.method.name in BASELINE_METHODS:
             baseline = mean_input_sequence(
                 self.data.train, self.test_pipeline, config.train.eval_batch_size, self.device, self.context
             )
@@ -185,18 +197,24 @@ class Trainer:
             train_pipeline=self.train_pipeline,
             total_epochs=config.schedule.epochs,
         )
+
+    def _build_network(self) -> None:
+        """What trains (the model, with the method's heads if it has any), wrapped for DDP."""
         # A method's own heads (GLMC) train, and are wrapped for DDP, together with the model.
         self.network: nn.Module = self.model
         if self.method.heads is not None:
             self.network = TrainingNetwork(self.model, self.method.heads)
         self.ddp_model: nn.Module = self.network
         if self.context.is_distributed:
-            if config.train.sync_batchnorm:
+            if self.config.train.sync_batchnorm:
                 # in place: self.model and the method keep referring to the same modules
                 synchronize_batch_norm(self.network, self.device)
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp_model = DistributedDataParallel(self.network, device_ids=device_ids)
 
+    def _build_optimisation(self) -> None:
+        """Batch sizes and epoch length, the SGD optimiser and the per-step schedule."""
+        config = self.config
         if config.train.batch_size % self.context.world_size:
             raise ValueError(
                 f"train.batch_size={config.train.batch_size} is not divisible by the "
@@ -223,22 +241,12 @@ class Trainer:
             lambda step: lr_factor(step, self.steps_per_epoch, config.schedule, config.optim.lr)
             * self.criterion.lr_multiplier(step // self.steps_per_epoch),
         )
-        self.start_epoch = 0
-        self.history: list[dict[str, Any]] = []
-        self.best_val: float | None = None
-        self.tensorboard = self._open_tensorboard() if config.log.tensorboard else None
-        if resume:
-            self._resume()
-        elif self.context.is_main:
-            (self.out_dir / "config.yaml").write_text(
-                yaml.safe_dump(config_to_dict(config), sort_keys=False), encoding="utf-8"
-            )
 
     # ----------------------------------------------------------------------------- state
     def _open_tensorboard(self) -> Any:
         if not self.context.is_main:
             return None
-        try:
+        try:  # delayed: TensorBoard is an optional extra, needed only with log.tensorboard=true
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as error:
             raise RuntimeError(
@@ -284,7 +292,8 @@ class Trainer:
 
     # ----------------------------------------------------------------------------- loop
     def _train_loader(self, epoch: int) -> DataLoader:
-        seed = _derived_seed(self.config.train.seed, _SHUFFLE_STREAM, 0)
+        # the samplers derive each epoch's sequence from this seed themselves
+        seed = SHUFFLE.derive(self.config.train.seed, 0, SHARED_RANK)
         sampler: Sampler[int]
         if self.config.data.sampler in REBALANCING_SAMPLERS:
             sampler = RebalancingSampler(
@@ -297,7 +306,7 @@ class Trainer:
             )
             sampler.set_epoch(epoch)
         else:
-            generator = torch.Generator().manual_seed(_derived_seed(self.config.train.seed, _SHUFFLE_STREAM, epoch))
+            generator = torch.Generator().manual_seed(SHUFFLE.derive(self.config.train.seed, epoch, SHARED_RANK))
             sampler = RandomSampler(self.data.train, generator=generator)
         return DataLoader(
             self.data.train,
@@ -313,7 +322,7 @@ class Trainer:
         self.criterion.set_epoch(epoch)  # DRW / IB switch by epoch, also right after a resume
         self.second_stage.set_train_mode(self.model)
         augment = torch.Generator().manual_seed(
-            _derived_seed(self.config.train.seed, _AUGMENT_STREAM, epoch, self.context.rank)
+            AUGMENT.derive(self.config.train.seed, epoch, self.context.rank)
         )
         # loss sum, correct, samples: accumulated on the device so a step never waits for it
         totals = torch.zeros(3, dtype=torch.float64, device=self.device)
@@ -481,8 +490,6 @@ class Trainer:
         return result
 
     def _plot(self, metrics: Metrics) -> None:
-        from ..viz.plots import plot_class_accuracy, plot_training_curves
-
         plot_class_accuracy(
             metrics.per_class,
             self.train_counts,

@@ -33,6 +33,7 @@ from torch import nn
 
 from ..skeleton.layouts import Layout
 from .parts import PartCombinations, part_joint_masks
+from .saliency import SumReducer
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -553,7 +554,7 @@ def least_estimated_combinations(
 # --------------------------------------------------------------------------- baseline
 
 
-def mean_sequence(data: torch.Tensor | Iterable) -> torch.Tensor:
+def mean_sequence(data: torch.Tensor | Iterable, reducer: SumReducer | None = None) -> torch.Tensor:
     """The dataset's mean sequence, the baseline for absent parts.
 
     Args:
@@ -561,6 +562,9 @@ def mean_sequence(data: torch.Tensor | Iterable) -> torch.Tensor:
             tuple/list whose first element is the ``(B, C, T, V, M)`` input), e.g. a loader.
             Pass data already in the model's input space (joint, bone or motion), after the
             same transforms the model sees, so the baseline matches its inputs.
+        reducer: under DDP, the process group's context (its ``all_reduce_sum``): each rank
+            passes its shard and the sums and counts are added over ranks, so every rank gets
+            the mean of all shards.
 
     Returns:
         ``(C, T, V, M)`` float32, the mean over samples (accumulated in float64).
@@ -577,4 +581,9 @@ def mean_sequence(data: torch.Tensor | Iterable) -> torch.Tensor:
         count += x.shape[0]
     if total is None or count == 0:
         raise ValueError("mean_sequence needs at least one sample")
-    return (total / count).float()
+    if reducer is None:
+        return (total / count).float()
+    # one collective for the sums and the count
+    sums = torch.cat([total.flatten(), torch.tensor([float(count)], device=total.device, dtype=torch.float64)])
+    reducer.all_reduce_sum(sums)
+    return (sums[:-1] / sums[-1]).reshape(total.shape).float()

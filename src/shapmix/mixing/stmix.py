@@ -12,6 +12,12 @@ with a partner ``j = partner[i]`` (never itself when ``N > 1``) with its own rat
 
     x'_i = mix(x_i, x_j),    target_i = (1 - lam_i) onehot(y_i) + lam_i onehot(y_j)
 
+``lam`` is the **partner's** share (of the label, and for Mixup of the content: ``x'_i = (1 -
+lam_i) x_i + lam_i x_j``), the reverse of timm's convention, where ``lam`` is the sample's own
+share (``x * lam + x.flip(0) * (1 - lam)``): timm's ``lam`` is ``1 - lam`` here.  It suits
+CutMix and ST-Mix, whose ratio is the share of the sample that the partner's pasted content
+covers (ST-Mix: window frames x mixed joints / (T x V)).
+
 Everything is vectorised over the batch.  Random parameters are drawn on the CPU from the
 mixer's own :class:`torch.Generator` (so a seed gives the same output on any device) and then
 moved to ``x.device``.  ST-Mix draws them per sample, as the paper describes; ``draw="per_batch"``
@@ -28,6 +34,7 @@ from typing import Any, Literal
 
 import torch
 
+from ..data.transforms import RESIZE_MODES, ResizeMode, resize_source_frames
 from ..skeleton.layouts import Layout, get_layout
 from .parts import DEFAULT_MAX_PARTS, DEFAULT_MIN_PARTS, PartCombinations
 
@@ -65,9 +72,10 @@ combination.  ``"per_sample"``: every sample its own (the paper's text).  ``"per
 shared by the batch (the authors' code, ``skelemix.py``), with one exception: Shap-Mix's guided
 policy draws a combination per sample either way, as the authors do after warm-up."""
 
-DonorResize = Literal["linear", "nearest"]
+DonorResize = ResizeMode
 """How the donor clip is resized in time to the target window: ``"linear"`` interpolation, or
-``"nearest"`` neighbour (``F.interpolate``'s default mode, which the authors' code uses)."""
+``"nearest"`` neighbour (``F.interpolate``'s default mode, which the authors' code uses);
+:func:`~shapmix.data.transforms.resize_source_frames` computes both."""
 
 NO_COMBINATION = -1
 """:attr:`MixInfo.combination` of a sample that was not mixed by part combination."""
@@ -207,21 +215,9 @@ def paste_resized(
     n, c, t, v, m = x.shape
     window_start, window_length = window_start.cpu(), window_length.cpu()
     donor_start, donor_length = donor_start.cpu(), donor_length.cpu()
-    # Source position of every output frame, on the CPU, by F.interpolate's formula for the mode.
+    # Source frame of every output frame, on the CPU; frames outside the window are not pasted.
     offset = torch.arange(t, dtype=torch.float64)[None, :] - window_start[:, None]
-    if resize == "linear":
-        scale = donor_length.to(torch.float64)[:, None] / window_length.clamp(min=1)[:, None]
-        source = ((offset + 0.5) * scale - 0.5).clamp(min=0.0)
-    elif resize == "nearest":
-        # floor(out_index * in / out) with the ratio in float32, as PyTorch's nearest kernel
-        ratio = donor_length.to(torch.float32)[:, None] / window_length.clamp(min=1).to(torch.float32)[:, None]
-        source = (offset.to(torch.float32) * ratio).floor().to(torch.float64).clamp(min=0.0)
-    else:
-        raise ValueError(f"unknown donor resize {resize!r}; use 'linear' or 'nearest'")
-    last = (donor_length - 1)[:, None]
-    lower = torch.minimum(source.floor().long(), last)
-    upper = torch.minimum(lower + 1, last)
-    weight = (source - lower.to(torch.float64)).clamp(0.0, 1.0)
+    lower, upper, weight = resize_source_frames(offset, donor_length, window_length, resize)
     inside = window_mask(window_start, window_length, t)
     lower = torch.where(inside, lower + donor_start[:, None], 0)
     upper = torch.where(inside, upper + donor_start[:, None], 0)
@@ -478,7 +474,7 @@ class STMix(BatchMixer):
             raise ValueError(f"window_fraction must satisfy 0 < lo <= hi <= 1, got {window_fraction}")
         if draw not in ("per_sample", "per_batch"):
             raise ValueError(f"unknown draw mode {draw!r}; use 'per_sample' or 'per_batch'")
-        if donor_resize not in ("linear", "nearest"):
+        if donor_resize not in RESIZE_MODES:
             raise ValueError(f"unknown donor resize {donor_resize!r}; use 'linear' or 'nearest'")
         self.layout = get_layout(layout)
         self.combinations = PartCombinations.from_layout(self.layout, min_parts, max_parts)

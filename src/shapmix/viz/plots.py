@@ -2,23 +2,35 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Sequence
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-import numpy as np  # noqa: E402
+from ..data.longtail import GROUP_LABELS, Group
 
-from ..data.longtail import Group  # noqa: E402
-
-__all__ = ["plot_class_accuracy", "plot_training_curves"]
+__all__ = ["plot_class_accuracy", "plot_training_curves", "pyplot"]
 
 GROUP_COLOURS = {Group.MANY: "#1f77b4", Group.MEDIUM: "#ff7f0e", Group.FEW: "#d62728"}
-GROUP_LABELS = {Group.MANY: "Many", Group.MEDIUM: "Medium", Group.FEW: "Few"}
 MAX_LABELLED_CLASSES = 60
 MAX_TICK_LABEL_CHARS = 16
+NON_INTERACTIVE_BACKEND = "Agg"
+"""Figures are only written to files: no display is needed (or wanted, on a server)."""
+
+
+@cache
+def pyplot() -> ModuleType:
+    """``matplotlib.pyplot`` with the non-interactive backend selected, imported on first use."""
+    # Delayed import: matplotlib is heavy and only drawing needs it, so importing the engine
+    # (or the command line) does not pay for it.
+    import matplotlib
+
+    matplotlib.use(NON_INTERACTIVE_BACKEND)
+    import matplotlib.pyplot
+
+    return matplotlib.pyplot
 
 
 def plot_class_accuracy(
@@ -35,6 +47,7 @@ def plot_class_accuracy(
     accuracy = np.array([np.nan if per_class[i] is None else per_class[i] for i in order], dtype=float)
     colours = [GROUP_COLOURS[Group(groups[i])] for i in order]
     width = max(6.0, 0.18 * len(order) + 2)
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(width, 4.2))
     positions = np.arange(len(order))
     ax.bar(positions, np.nan_to_num(accuracy), color=colours)
@@ -68,6 +81,7 @@ def plot_class_accuracy(
 def plot_training_curves(history: Sequence[dict[str, Any]], path: str | Path) -> Path:
     """Loss, accuracy (train, and validation when present) and learning rate per epoch."""
     epochs = [record["epoch"] for record in history]
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
     axes[0].plot(epochs, [r["loss"] for r in history], marker=".")
     axes[0].set_title("training loss")

@@ -17,24 +17,19 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.collections import LineCollection
-from matplotlib.colors import Normalize, to_rgba
-from matplotlib.patches import Rectangle
 
 from ..data.longtail import (
     DEFAULT_FEW_THRESHOLD,
     DEFAULT_MANY_THRESHOLD,
+    GROUP_LABELS,
     Group,
     group_classes,
 )
 from ..skeleton.layouts import Layout, get_layout
-from .plots import GROUP_LABELS, MAX_LABELLED_CLASSES
+from .plots import MAX_LABELLED_CLASSES, pyplot
 
 __all__ = [
     "HEATMAP_FILE",
@@ -221,11 +216,12 @@ def _wrapped(name: str) -> str:
     return "\n".join(textwrap.wrap(name.replace("+", "+ "), TITLE_WIDTH)).replace("+ ", "+")
 
 
-def _save(fig: plt.Figure, path: str | Path) -> Path:
+def _save(fig: Any, path: str | Path) -> Path:
+    """Write the matplotlib figure ``fig`` to ``path`` and close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    pyplot().close(fig)
     return path
 
 
@@ -271,6 +267,7 @@ def plot_saliency_heatmap(
 
     height = max(4.2, 0.16 * num_classes + 2.4)
     width = max(6.0, 0.36 * num_combinations + 3.5)
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(width, height))
     cmap = plt.get_cmap(HEATMAP_COLORMAP).with_extremes(bad=MISSING_COLOUR)
     image = ax.imshow(np.ma.masked_invalid(ordered), aspect="auto", cmap=cmap, interpolation="nearest")
@@ -280,7 +277,7 @@ def plot_saliency_heatmap(
     rows = np.flatnonzero(has_data)
     tops = np.nanargmax(np.where(np.isfinite(ordered[rows]), ordered[rows], -np.inf), axis=1)
     for row, column in zip(rows, tops):
-        ax.add_patch(Rectangle((column - 0.5, row - 0.5), 1, 1, fill=False, edgecolor=TOP_MARKER_COLOUR, linewidth=1.2))
+        ax.add_patch(plt.Rectangle((column - 0.5, row - 0.5), 1, 1, fill=False, edgecolor=TOP_MARKER_COLOUR, linewidth=1.2))
 
     boundaries = np.flatnonzero(np.diff(groups)) + 0.5
     for boundary in boundaries:
@@ -382,7 +379,12 @@ def plot_part_saliency_skeletons(
     shown = values[list(class_indices)]
     finite = shown[np.isfinite(shown)]
     low, high = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
-    norm = Normalize(low, high if high > low else low + 1.0)
+    # Delayed imports: matplotlib is heavy and only drawing needs it (see viz.plots.pyplot).
+    from matplotlib.collections import LineCollection
+    from matplotlib.colors import to_rgba
+
+    plt = pyplot()
+    norm = plt.Normalize(low, high if high > low else low + 1.0)
     cmap = plt.get_cmap(SKELETON_COLORMAP)
     part_of_joint = np.asarray(layout.part_of_joint)
     bones = np.asarray(layout.bones)

@@ -33,9 +33,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ...errors import SourceFormatError
 from ...skeleton.layouts import get_layout
 from ..format import SkeletonData, read_name_list, write_dataset
-from .common import SourceFormatError, valid_length
+from .common import valid_length
 
 __all__ = ["ArrayInputError", "parse_axes", "read_arrays", "convert_arrays"]
 

@@ -1,11 +1,12 @@
-"""Helpers shared by the source readers: errors that locate a problem, fast text parsing,
-file-name metadata, and the assembly of parsed samples into a dataset directory.
+"""Helpers shared by the source readers: fast text parsing, file-name metadata, and the
+assembly of parsed samples into a dataset directory (the errors that locate a problem are in
+:mod:`shapmix.errors`).
 
 Every reader in :mod:`shapmix.data.sources` follows the same pattern:
 
 * a *file reader* (``read_<fmt>_file``) parses one file and returns arrays, raising a
-  :class:`SourceFormatError` (a :class:`~shapmix.data.format.DatasetFormatError`) that names the
-  file, the place in it (``path:line`` for text, ``path at data[3].pose`` for json) and what was
+  :class:`~shapmix.errors.SourceFormatError` (a :class:`~shapmix.errors.DatasetFormatError`)
+  that names the file, the place in it (``path:line`` for text, ``path at data[3].pose`` for json) and what was
   expected;
 * a *converter* (``convert_<fmt>``) walks a directory, lets no single broken file stop the
   conversion (each one is recorded as a :class:`SkippedFile` with its reason, logged, and listed
@@ -26,11 +27,11 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ..format import DatasetFormatError, DatasetWriter, SkeletonData
+from ...errors import DatasetFormatError, SourceFormatError
+from ..format import DatasetWriter, SkeletonData
 
 __all__ = [
     "SKIPPED_KEY",
-    "locate",
     "SourceFormatError",
     "SkippedFile",
     "Sample",
@@ -53,34 +54,6 @@ logger = logging.getLogger("shapmix.data.sources")
 
 #: metadata key under which converters list the files they skipped.
 SKIPPED_KEY = "skipped"
-
-
-def locate(path: str | os.PathLike, line: int | None = None, where: str | None = None) -> str:
-    """Where a problem is, as every reader's error message begins: ``FILE``, ``FILE:LINE``,
-    ``FILE at WHERE`` (a json path, an array name) or ``FILE:LINE at WHERE``."""
-    location = str(path)
-    if line is not None:
-        location += f":{line}"
-    if where is not None:
-        location += f" at {where}"
-    return location
-
-
-class SourceFormatError(DatasetFormatError):
-    """A source file does not hold what its format requires.
-
-    The message reads ``FILE:LINE: what`` (text formats), ``FILE at JSON.PATH: what`` (json) or
-    ``FILE: what``; the parts are also available as attributes.
-    """
-
-    def __init__(
-        self, path: str | os.PathLike, what: str, line: int | None = None, where: str | None = None
-    ) -> None:
-        self.path = Path(path)
-        self.line = line
-        self.where = where
-        self.what = what
-        super().__init__(f"{locate(self.path, line, where)}: {what}")
 
 
 @dataclass(frozen=True)

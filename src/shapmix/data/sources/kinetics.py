@@ -40,11 +40,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ...errors import SourceFormatError
 from ..format import SkeletonData
 from .common import (
     Sample,
     SkippedFile,
-    SourceFormatError,
     check_json_numbers,
     convert_files,
     load_json,

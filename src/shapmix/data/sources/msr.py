@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ...errors import SourceFormatError
 from ..format import SkeletonData
 from .common import (
-    SourceFormatError,
     convert_cross_subject_directory,
     decode_text,
     parse_float_table,

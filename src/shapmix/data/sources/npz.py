@@ -30,9 +30,10 @@ from typing import Sequence
 
 import numpy as np
 
+from ...errors import SourceFormatError
 from ...skeleton.layouts import get_layout
 from ..format import DatasetWriter, SkeletonData
-from .common import SKIPPED_KEY, SkippedFile, SourceFormatError, valid_length
+from .common import SKIPPED_KEY, SkippedFile, valid_length
 
 __all__ = ["CtrgcnSplit", "read_ctrgcn_npz", "convert_ctrgcn_npz", "write_ctrgcn_npz"]
 

@@ -30,10 +30,10 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from ...errors import SourceFormatError
 from ..format import SkeletonData
 from .common import (
     Sample,
-    SourceFormatError,
     check_finite,
     check_json_numbers,
     convert_files,

@@ -56,9 +56,10 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from ...errors import DatasetFormatError, SourceFormatError
 from ...skeleton.layouts import get_layout
-from ..format import DatasetFormatError, SkeletonData
-from .common import Sample, SkippedFile, SourceFormatError, skip_reason, write_samples
+from ..format import SkeletonData
+from .common import Sample, SkippedFile, skip_reason, write_samples
 
 __all__ = [
     "UnsafePickleError",

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ...errors import SourceFormatError
 from ..format import SkeletonData
 from .common import (
-    SourceFormatError,
     check_finite,
     convert_cross_subject_directory,
 )
@@ -75,7 +75,7 @@ UTD_CLASS_NAMES = (
 
 
 def _loadmat():
-    try:
+    try:  # delayed: SciPy is an optional extra (shapmix[formats]), needed only for .mat files
         from scipy.io import loadmat
     except ImportError:
         raise ImportError(

@@ -23,7 +23,7 @@ Deliberate differences from upstream on malformed input (upstream crashes or sil
 non-blank content after the declared frames, a joint count other than 25, a joint line without
 12 fields, NaN/Inf or values beyond float32, a body id twice in one frame, no body longer than
 :data:`MIN_BODY_FRAMES` frames in a multi-body file and sequences longer than :data:`MAX_FRAMES`
-are all :class:`NTUFormatError`.
+are all :class:`~shapmix.errors.NTUFormatError` (re-exported here).
 """
 
 from .align import align, row_to_cthw
@@ -42,7 +42,7 @@ from .constants import (
 )
 from .convert import FORMATS, ConversionReport, convert_ntu
 from .denoise import DenoisedSkeleton, denoise
-from .errors import NTUFormatError
+from ....errors import NTUFormatError
 from .names import SampleInfo, is_train_sample, parse_sample_name, split_names
 from .parse import RawBody, RawSkeleton, parse_skeleton, read_skeleton
 from .pipeline import ProcessedSample, process_skeleton

@@ -20,7 +20,7 @@ from .constants import (
     ORIGIN_JOINT,
     ROW_COLUMNS,
 )
-from .errors import NTUFormatError
+from ....errors import NTUFormatError
 
 
 def align(

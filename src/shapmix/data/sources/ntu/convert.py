@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ...format import DatasetFormatError
+from ....errors import DatasetFormatError, NTUFormatError
 from ..common import SKIPPED_KEY, SkippedFile
 from .constants import (
     ACTOR_COLUMNS,
@@ -37,7 +37,6 @@ from .constants import (
     ROW_COLUMNS,
     SKELETON_SUFFIX,
 )
-from .errors import NTUFormatError
 from .names import SampleInfo, check_benchmark, parse_sample_name, split_names
 from .outputs import finalize_npz, finalize_pyskl, finalize_shapmix
 from .parse import read_skeleton

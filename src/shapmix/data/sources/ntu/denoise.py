@@ -42,7 +42,7 @@ from .constants import (
     NOISE_SPREAD_RATIO,
     ROW_COLUMNS,
 )
-from .errors import NTUFormatError
+from ....errors import NTUFormatError
 from .parse import RawSkeleton, body_motion
 
 

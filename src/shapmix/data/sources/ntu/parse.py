@@ -38,7 +38,7 @@ from .constants import (
     XYZ_FIELDS,
 )
 from .decimals import decimal_value, parse_decimals
-from .errors import NTUFormatError
+from ....errors import NTUFormatError
 
 # Bytes the parser looks at.
 NEWLINE = ord("\n")

@@ -27,7 +27,7 @@ from .constants import (
     XSET_TRAIN_SETUP_PARITY,
 )
 from .denoise import noisy_frames
-from .errors import NTUFormatError
+from ....errors import NTUFormatError
 from .names import SampleInfo, parse_sample_name
 from .parse import RawSkeleton, body_motion, read_source
 

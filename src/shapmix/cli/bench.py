@@ -1,8 +1,5 @@
-"""``shapmix bench``: compare long-tailed methods over seeds, or rebuild the tables of a grid.
-
-Register it in the main parser with ``add_bench_parser(subparsers)``; the handler is set with
-``set_defaults(handler=...)`` and returns the exit status (1 when a run failed).
-"""
+"""``shapmix bench``: compare long-tailed methods over seeds, run an experiment file, or rebuild
+the tables of a grid."""
 
 from __future__ import annotations
 
@@ -10,11 +7,17 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .presets import PRESETS
+from ..bench.experiment import SAVED_EXPERIMENT, collect_experiment, run_experiment
+from ..bench.presets import PRESETS
+from ..bench.report import write_results
+from ..bench.runner import run_grid
+from ..errors import ConfigError
+from .common import EXIT_FAILED_RUNS, EXIT_OK, add_command
 
-__all__ = ["add_bench_parser", "run_bench", "DEFAULT_SEEDS"]
+__all__ = ["DEFAULT_SEEDS", "add_parser", "run"]
 
 DEFAULT_SEEDS = 3
+RESULTS_TABLE = "results.md"
 
 DESCRIPTION = """\
 Train every METHOD x seed as an ordinary run in OUT/METHOD/seedK (two-stage methods: .../stage1
@@ -29,7 +32,7 @@ one table, e.g. the paper's: `shapmix configs` lists them as paper/...): rows ar
 and variants (--methods picks some of them), runs go to OUT[/COLUMN]/ROW/seedK, and the tables
 also hold its ensembles.  See docs/paper.md."""
 
-EXAMPLES_BENCH = """\
+EXAMPLES = """\
 examples:
   shapmix bench --list                                         # the methods and their papers
   shapmix bench --methods ce,bs,shapmix --seeds 3 --out runs/bench
@@ -41,14 +44,10 @@ examples:
 """
 
 
-def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the ``bench`` command to ``subparsers`` (from ``ArgumentParser.add_subparsers``)."""
-    parser = subparsers.add_parser(
-        "bench",
-        help="compare long-tailed methods over seeds",
-        description=DESCRIPTION,
-        epilog=EXAMPLES_BENCH,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = add_command(
+        subparsers, "bench", run, help="compare long-tailed methods over seeds", description=DESCRIPTION,
+        epilog=EXAMPLES,
     )
     parser.add_argument("--config", help="base YAML file or packaged config name (default: the default config)")
     parser.add_argument(
@@ -71,32 +70,19 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--collect", type=Path, metavar="DIR", help="only rebuild DIR's tables and plot")
     parser.add_argument("--list", action="store_true", help="list the methods and exit")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides for every run")
-    parser.set_defaults(handler=run_bench)
     return parser
 
 
-def run_bench(args: argparse.Namespace) -> int:
-    """Handler of ``shapmix bench``."""
+def run(args: argparse.Namespace) -> int:
+    """List the methods, rebuild a grid's tables, or train a grid (status 1 when a run failed)."""
     if args.list:
-        for preset in PRESETS.values():
-            stages = " (two stages)" if preset.two_stage else ""
-            print(f"{preset.name:<12}{preset.description}{stages}; {preset.reference}")
-        return 0
+        _print_methods()
+        return EXIT_OK
     if args.collect is not None:
-        from .experiment import SAVED_EXPERIMENT, collect_experiment
-        from .report import write_results
-
-        is_experiment = (args.collect / SAVED_EXPERIMENT).exists()
-        rows = collect_experiment(args.collect) if is_experiment else write_results(args.collect)
-        print((args.collect / "results.md").read_text(encoding="utf-8"), end="")
-        print(f"rebuilt {args.collect}/results.csv, results.md and results.png from {len(rows)} run(s)")
-        return 0
+        _collect(args.collect)
+        return EXIT_OK
     if args.out is None:
         raise SystemExit("shapmix bench: error: --out DIR is required (or --collect DIR / --list)")
-    from ..config import ConfigError
-    from .experiment import run_experiment
-    from .runner import run_grid
-
     try:
         if args.experiment is not None:
             if args.config is not None:
@@ -111,5 +97,18 @@ def run_bench(args: argparse.Namespace) -> int:
     except ValueError as error:  # unknown methods or rows, bad --seeds
         raise ConfigError(str(error)) from None
     if summary.rows:
-        print((args.out / "results.md").read_text(encoding="utf-8"), end="")
-    return 0 if summary.ok else 1
+        print((args.out / RESULTS_TABLE).read_text(encoding="utf-8"), end="")
+    return EXIT_OK if summary.ok else EXIT_FAILED_RUNS
+
+
+def _print_methods() -> None:
+    for preset in PRESETS.values():
+        stages = " (two stages)" if preset.two_stage else ""
+        print(f"{preset.name:<12}{preset.description}{stages}; {preset.reference}")
+
+
+def _collect(bench_dir: Path) -> None:
+    is_experiment = (bench_dir / SAVED_EXPERIMENT).exists()
+    rows = collect_experiment(bench_dir) if is_experiment else write_results(bench_dir)
+    print((bench_dir / RESULTS_TABLE).read_text(encoding="utf-8"), end="")
+    print(f"rebuilt {bench_dir}/results.csv, results.md and results.png from {len(rows)} run(s)")
