@@ -39,8 +39,11 @@ import numpy as np
 import torch
 
 from ..data.format import DatasetFormatError
+from ..engine.builders import build_pipelines, mean_input_sequence, open_run_data
 from ..engine.checkpoint import load_checkpoint
+from ..engine.distributed import DistributedContext
 from ..engine.predict import PredictedBatch, Predictor
+from ..viz.explain import animate_explanation, plot_explanation_frames
 from ..mixing import PartCombinations, coalition_values, combination_shapley_values, shapley_values
 from ..mixing.shapley import DEFAULT_CHUNK_SIZE
 
@@ -119,9 +122,6 @@ def explanation_baseline(predictor: Predictor, checkpoint: str | os.PathLike) ->
     method_state = load_checkpoint(checkpoint).get("method", {})
     if "baseline" in method_state:
         return method_state["baseline"].to(predictor.device), "the run's Shap-Mix baseline (mean training sequence)"
-    from ..engine.builders import build_pipelines, mean_input_sequence, open_run_data
-    from ..engine.distributed import DistributedContext
-
     try:
         run_data = open_run_data(predictor.config)
     except (OSError, DatasetFormatError) as error:
@@ -199,8 +199,6 @@ class Explainer:
         return unique
 
     def __call__(self, predictor: Predictor, batch: PredictedBatch) -> None:
-        from ..viz.explain import animate_explanation, plot_explanation_frames
-
         if self.baseline is None:  # the predictor's device and config are known from the first batch
             self.baseline, self.baseline_description = explanation_baseline(predictor, self.checkpoint)
         explanations = explain_batch(predictor, batch, self.baseline)

@@ -27,6 +27,8 @@ from typing import Any, Sequence
 import numpy as np
 import yaml
 
+from ..data.longtail import group_classes
+from ..viz.plots import plot_class_accuracy
 from .checkpoint import load_checkpoint
 from .evaluate import Metrics, compute_metrics, save_scores
 
@@ -140,16 +142,12 @@ class EnsembleResult:
 
     def write(self, out_dir: str | os.PathLike, plots: bool = True) -> list[Path]:
         """``metrics.json``, the fused ``test_scores.npz`` and (``plots``) ``class_accuracy.png``."""
-        from ..data.longtail import group_classes
-
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         written = [out / "metrics.json", out / SCORES_FILE]
         written[0].write_text(json.dumps(self.as_json(), indent=2) + "\n", encoding="utf-8")
         save_scores(written[1], self.names.tolist(), self.logits, self.labels)
         if plots:
-            from ..viz.plots import plot_class_accuracy
-
             groups = group_classes(self.train_counts, *self.thresholds)
             written.append(
                 plot_class_accuracy(self.metrics.per_class, self.train_counts, groups, self.class_names, out / "class_accuracy.png")

@@ -48,11 +48,16 @@ from tqdm import tqdm
 
 from ..config import Config, apply_overrides, build_config
 from ..data.format import DatasetFormatError, SkeletonData
+from ..data.sources import kinetics, msr, nw_ucla, utd
+from ..data.sources.arrays import TARGET_AXES, parse_axes
 from ..data.sources.common import SkippedFile, SourceFormatError, load_json, valid_length
+from ..data.sources.ntu.align import row_to_cthw
+from ..data.sources.ntu.pipeline import process_skeleton
+from ..data.sources.pyskl import read_pyskl
 from ..data.transforms import Compose
 from ..models import build_model
 from ..skeleton.layouts import Layout, get_layout
-from .builders import build_test_pipeline
+from .builders import build_test_pipeline, open_run_data
 from .checkpoint import load_checkpoint
 from .distributed import resolve_device
 from .evaluate import average_clip_scores
@@ -129,8 +134,6 @@ def checkpoint_input_spec(state: Mapping[str, Any], config: Config, checkpoint: 
     run's dataset to learn it (``data.path`` may be overridden when the dataset moved)."""
     if INPUT_SPEC_KEY in state:
         return InputSpec.from_dict(state[INPUT_SPEC_KEY])
-    from .builders import open_run_data
-
     try:
         return InputSpec.from_dataset(open_run_data(config).dataset)
     except (OSError, DatasetFormatError) as error:
@@ -232,9 +235,6 @@ class RawSample:
 
 
 def _read_ntu(path: Path, spec: InputSpec, axes: str) -> list[RawSample]:
-    from ..data.sources.ntu.align import row_to_cthw
-    from ..data.sources.ntu.pipeline import process_skeleton
-
     sample = process_skeleton(path)
     return [RawSample(sample.name, path, row_to_cthw(sample.row[: sample.num_frames]), "ntu25", COORDINATES)]
 
@@ -242,40 +242,30 @@ def _read_ntu(path: Path, spec: InputSpec, axes: str) -> list[RawSample]:
 def _read_json(path: Path, spec: InputSpec, axes: str) -> list[RawSample]:
     content = load_json(path)
     if isinstance(content, dict) and "skeletons" in content:
-        from ..data.sources.nw_ucla import LAYOUT, read_nw_ucla_file
-
-        name, skeleton, _ = read_nw_ucla_file(path)
-        return [RawSample(name, path, skeleton.transpose(2, 0, 1)[..., None], LAYOUT, COORDINATES)]
+        name, skeleton, _ = nw_ucla.read_nw_ucla_file(path)
+        return [RawSample(name, path, skeleton.transpose(2, 0, 1)[..., None], nw_ucla.LAYOUT, COORDINATES)]
     if isinstance(content, dict) and "data" in content:
-        from ..data.sources.kinetics import LAYOUT, read_kinetics_file
-
-        data, _ = read_kinetics_file(path)
-        return [RawSample(path.stem, path, data, LAYOUT, ("x", "y", "score"))]
+        data, _ = kinetics.read_kinetics_file(path)
+        return [RawSample(path.stem, path, data, kinetics.LAYOUT, ("x", "y", "score"))]
     raise PredictInputError(
         path, "a json input must be NW-UCLA ({file_name, skeletons, label}) or Kinetics-skeleton ({data: [...]})"
     )
 
 
 def _read_msr(path: Path, spec: InputSpec, axes: str) -> list[RawSample]:
-    from ..data.sources.msr import LAYOUT, read_msr_file
-
     keep_confidence = "confidence" in spec.channels
-    skeleton = read_msr_file(path, keep_confidence)
+    skeleton = msr.read_msr_file(path, keep_confidence)
     channels = (*COORDINATES, "confidence") if keep_confidence else COORDINATES
     name = path.name.removesuffix(MSR_SUFFIX) if path.name.endswith(MSR_SUFFIX) else path.stem
-    return [RawSample(name, path, skeleton.transpose(2, 0, 1)[..., None], LAYOUT, channels)]
+    return [RawSample(name, path, skeleton.transpose(2, 0, 1)[..., None], msr.LAYOUT, channels)]
 
 
 def _read_utd(path: Path, spec: InputSpec, axes: str) -> list[RawSample]:
-    from ..data.sources.utd import LAYOUT, read_utd_file
-
     name = path.name.removesuffix(UTD_SUFFIX) if path.name.endswith(UTD_SUFFIX) else path.stem
-    return [RawSample(name, path, read_utd_file(path).transpose(2, 0, 1)[..., None], LAYOUT, COORDINATES)]
+    return [RawSample(name, path, utd.read_utd_file(path).transpose(2, 0, 1)[..., None], utd.LAYOUT, COORDINATES)]
 
 
 def _read_pyskl(path: Path, spec: InputSpec, axes: str) -> list[RawSample]:
-    from ..data.sources.pyskl import read_pyskl
-
     samples = []
     for index, annotation in enumerate(read_pyskl(path)["annotations"]):
         where = f"annotations[{index}]"
@@ -300,8 +290,6 @@ def _read_pyskl(path: Path, spec: InputSpec, axes: str) -> list[RawSample]:
 
 
 def _read_npy(path: Path, spec: InputSpec, axes: str) -> list[RawSample]:
-    from ..data.sources.arrays import TARGET_AXES, parse_axes
-
     try:
         array = np.load(path, allow_pickle=False)
     except (ValueError, OSError) as error:

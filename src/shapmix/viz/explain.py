@@ -16,17 +16,17 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.animation import PillowWriter
-from matplotlib.collections import LineCollection
-from matplotlib.colors import Normalize
 
 from ..skeleton.layouts import Layout, get_layout
+from .plots import pyplot
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.collections import LineCollection
+    from matplotlib.figure import Figure
 
 __all__ = ["plot_explanation_frames", "animate_explanation", "key_frames"]
 
@@ -66,8 +66,11 @@ class _SkeletonDrawing:
             raise ValueError(f"part_values must have shape ({self.layout.num_parts},), got {values.shape}")
         self.values = values
         extent = max(float(np.abs(values).max()), np.finfo(np.float64).tiny)
+        # matplotlib is imported on first use (viz.plots.pyplot), not with the package
+        from matplotlib.colors import Normalize
+
         self.norm = Normalize(-extent, extent)
-        self.cmap = plt.get_cmap(COLORMAP)
+        self.cmap = pyplot().get_cmap(COLORMAP)
         self.part_colours = self.cmap(self.norm(values))  # (P, 4)
         part_of_joint = np.asarray(self.layout.part_of_joint)
         self.bones = np.asarray(self.layout.bones)
@@ -96,7 +99,9 @@ class _SkeletonDrawing:
             np.tile(self.joint_colours, (len(persons), 1)),
         )
 
-    def draw(self, ax: plt.Axes, t: int) -> tuple[LineCollection, object]:
+    def draw(self, ax: Axes, t: int) -> tuple[LineCollection, object]:
+        from matplotlib.collections import LineCollection
+
         segments, bone_colours, joints, joint_colours = self.frame(t)
         bones = ax.add_collection(LineCollection(segments, colors=bone_colours, linewidths=BONE_WIDTH, capstyle="round"))
         points = ax.scatter(joints[:, 0], joints[:, 1], s=JOINT_SIZE, c=joint_colours, edgecolors="black", linewidths=0.4, zorder=3)
@@ -108,9 +113,9 @@ class _SkeletonDrawing:
         ax.set_yticks([])
         return bones, points
 
-    def colour_bar(self, fig: plt.Figure, axes) -> None:
+    def colour_bar(self, fig: Figure, axes) -> None:
         fig.colorbar(
-            plt.cm.ScalarMappable(norm=self.norm, cmap=self.cmap), ax=axes, fraction=0.04, pad=0.02,
+            pyplot().cm.ScalarMappable(norm=self.norm, cmap=self.cmap), ax=axes, fraction=0.04, pad=0.02,
             label="Shapley value of the part\n(probability of the predicted class)",
         )
 
@@ -135,7 +140,7 @@ def plot_explanation_frames(
     """
     drawing = _SkeletonDrawing(sequence, layout, channels, part_values)
     frames = key_frames(drawing.xy.shape[1])
-    fig, axes = plt.subplots(
+    fig, axes = pyplot().subplots(
         1, len(frames) + 1, figsize=(PANEL_SIZE[0] * (len(frames) + 1.6), PANEL_SIZE[1]), layout="constrained",
         gridspec_kw={"width_ratios": [1.0] * len(frames) + [1.3]},
     )
@@ -157,7 +162,7 @@ def plot_explanation_frames(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    pyplot().close(fig)
     return path
 
 
@@ -178,7 +183,7 @@ def animate_explanation(
     drawing = _SkeletonDrawing(sequence, layout, channels, part_values)
     num_frames = drawing.xy.shape[1]
     shown = key_frames(num_frames, MAX_ANIMATION_FRAMES)
-    fig, ax = plt.subplots(figsize=(PANEL_SIZE[0] + 1.4, PANEL_SIZE[1] + 0.4), layout="constrained")
+    fig, ax = pyplot().subplots(figsize=(PANEL_SIZE[0] + 1.4, PANEL_SIZE[1] + 0.4), layout="constrained")
     bones, points = drawing.draw(ax, int(shown[0]))
     caption = ax.set_title(f"frame {num_frames} of {num_frames}", fontsize=9)
     drawing.colour_bar(fig, ax)
@@ -188,6 +193,8 @@ def animate_explanation(
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    from matplotlib.animation import PillowWriter
+
     writer = PillowWriter(fps=fps)
     with writer.saving(fig, path, DPI):
         for t in shown:  # one draw per frame (FuncAnimation would draw each frame twice)
@@ -198,5 +205,5 @@ def animate_explanation(
             points.set_facecolors(joint_colours)
             caption.set_text(f"frame {t + 1} of {num_frames}")
             writer.grab_frame()
-    plt.close(fig)
+    pyplot().close(fig)
     return path
