@@ -97,9 +97,11 @@ class PooledGCN(nn.Module, ABC):
     """Base of backbones whose head averages the last block over time, joints and persons.
 
     A subclass calls :meth:`_set_input_shape` in its constructor, defines ``forward_features``
-    (``(N, C, T, V, M)`` -> ``(N*M, C_out, T', V)``), and sets ``out_channels`` (``C_out``),
-    ``dropout`` (a module) and ``fc`` (the classifier, see :func:`build_classifier`; the name
-    decoupled second stages and the influence-balanced loss look for).
+    (``(N, C, T, V, M)`` -> ``(N*M, C_out, T', V)``), and sets ``base_channels``,
+    ``num_blocks``, ``out_channels`` (``C_out``), ``dropout`` (a module) and ``fc`` (the
+    classifier, see :func:`build_classifier`; the name decoupled second stages and the
+    influence-balanced loss look for).  Its blocks are the submodules ``l1 .. l{num_blocks}``
+    unless it overrides :attr:`blocks`.
     """
 
     layout: Layout
@@ -107,9 +109,27 @@ class PooledGCN(nn.Module, ABC):
     num_joints: int
     num_persons: int
     in_channels: int
+    base_channels: int
+    num_blocks: int
     out_channels: int
     dropout: nn.Module
     fc: nn.Module
+
+    @property
+    def blocks(self) -> list[nn.Module]:
+        """The blocks ``l1 .. l{num_blocks}`` in order."""
+        return [getattr(self, f"l{i}") for i in range(1, self.num_blocks + 1)]
+
+    @property
+    def last_block(self) -> nn.Module:
+        """The block whose output :meth:`forward_features` returns (Grad-CAM target)."""
+        return self.blocks[-1]
+
+    def extra_repr(self) -> str:
+        return (
+            f"layout={self.layout.name}, num_classes={self.num_classes}, num_persons={self.num_persons}, "
+            f"in_channels={self.in_channels}, base_channels={self.base_channels}, num_blocks={self.num_blocks}"
+        )
 
     def _set_input_shape(self, num_classes: int, layout: str | Layout, num_persons: int, in_channels: int) -> None:
         """Validate and store the class count and the ``(C, V, M)`` the model takes."""

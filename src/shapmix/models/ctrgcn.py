@@ -458,16 +458,6 @@ class CTRGCN(PooledGCN):
         nn.init.normal_(self.fc.weight, 0.0, math.sqrt(2.0 / num_classes))
         _init_bn(self.data_bn, 1.0)
 
-    @property
-    def blocks(self) -> list[TCN_GCN_unit]:
-        """The blocks ``l1 .. l{num_blocks}`` in order."""
-        return [getattr(self, f"l{i}") for i in range(1, self.num_blocks + 1)]
-
-    @property
-    def last_block(self) -> TCN_GCN_unit:
-        """The block whose output :meth:`forward_features` returns (Grad-CAM target)."""
-        return getattr(self, f"l{self.num_blocks}")
-
     def forward_features(self, x: Tensor) -> Tensor:
         """Output of the last block, before pooling.
 
@@ -486,9 +476,3 @@ class CTRGCN(PooledGCN):
         for block in self.blocks:
             x = block(x)
         return x
-
-    def extra_repr(self) -> str:
-        return (
-            f"layout={self.layout.name}, num_classes={self.num_classes}, num_persons={self.num_persons}, "
-            f"in_channels={self.in_channels}, base_channels={self.base_channels}, num_blocks={self.num_blocks}"
-        )

@@ -278,11 +278,6 @@ class STGCNPP(PooledGCN):
         """The blocks ``gcn.0 .. gcn.{num_blocks - 1}`` in order."""
         return list(self.gcn)
 
-    @property
-    def last_block(self) -> STGCNBlock:
-        """The block whose output :meth:`forward_features` returns (Grad-CAM target)."""
-        return self.gcn[-1]
-
     def forward_features(self, x: Tensor) -> Tensor:
         """Output of the last block, before pooling.
 
@@ -313,9 +308,3 @@ class STGCNPP(PooledGCN):
                 key = "fc." + key[len(_PYSKL_CLASSIFIER):]
             converted[key] = value
         return converted
-
-    def extra_repr(self) -> str:
-        return (
-            f"layout={self.layout.name}, num_classes={self.num_classes}, num_persons={self.num_persons}, "
-            f"in_channels={self.in_channels}, base_channels={self.base_channels}, num_blocks={self.num_blocks}"
-        )
