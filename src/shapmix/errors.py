@@ -8,8 +8,11 @@ The ``shapmix`` command prints these without a traceback and exits with status 2
 * :class:`SourceFormatError`: a source file (a format a reader of :mod:`shapmix.data.sources`
   converts) does not hold what its format requires; the message says where.
 * :class:`NTUFormatError`: a raw NTU RGB+D ``.skeleton`` file is invalid.
+* :class:`CheckpointError`: a checkpoint file cannot be read (truncated, corrupt, not a
+  checkpoint); the message names the file.
 
-The last two are :class:`DatasetFormatError`\\ s, and all of them are :class:`ValueError`\\ s.
+:class:`SourceFormatError` and :class:`NTUFormatError` are :class:`DatasetFormatError`\\ s, and
+all of them are :class:`ValueError`\\ s.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["ConfigError", "DatasetFormatError", "NTUFormatError", "SourceFormatError", "locate"]
+__all__ = ["CheckpointError", "ConfigError", "DatasetFormatError", "NTUFormatError", "SourceFormatError", "locate"]
 
 
 class ConfigError(ValueError):
@@ -26,6 +29,10 @@ class ConfigError(ValueError):
 
 class DatasetFormatError(ValueError):
     """A file does not hold what the format requires; the message names the file."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file cannot be read; the message names the file and says why."""
 
 
 def locate(path: str | os.PathLike, line: int | None = None, where: str | None = None) -> str:

@@ -37,6 +37,7 @@ from typing import Callable, Sequence
 import yaml
 
 from ..config import Config, ConfigError, build_config, config_to_dict
+from ..engine.checkpoint import previous_path
 from ..engine.distributed import init_distributed
 from ..engine.trainer import EpochCallback, train
 from .presets import Preset, get_presets, preset_config
@@ -320,7 +321,8 @@ def _run_job(
             summary.skipped.append(relative)
             log(f"{prefix}: finished earlier, skipped")
             return None
-        resume = (job.out_dir / "last.pt").exists()
+        last = job.out_dir / "last.pt"
+        resume = last.exists() or previous_path(last).exists()
         log(f"{prefix}: {'resuming' if resume else 'training'} in {relative}")
         started = time.perf_counter()
         result = train(job.config, job.out_dir, resume=resume, callbacks=callbacks)

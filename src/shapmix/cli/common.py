@@ -8,7 +8,7 @@ import sys
 import textwrap
 from typing import Any, Callable
 
-from ..errors import ConfigError, DatasetFormatError
+from ..errors import CheckpointError, ConfigError, DatasetFormatError
 
 __all__ = [
     "EXIT_FAILED_RUNS",
@@ -28,7 +28,7 @@ EXIT_FAILED_RUNS = 1
 ``shapmix predict``: some files were skipped (the others were predicted)."""
 EXIT_USER_ERROR = 2
 """A bad option, config or input file (argparse uses the same status for bad arguments)."""
-USER_ERRORS = (ConfigError, DatasetFormatError, FileNotFoundError)
+USER_ERRORS = (ConfigError, DatasetFormatError, CheckpointError, FileNotFoundError)
 """Errors of the user's making: printed as ``shapmix COMMAND: error: ...``, no traceback."""
 HELP_POSITION = 32
 """Column where option help starts in ``--help`` (argparse's default 24 wraps most options)."""

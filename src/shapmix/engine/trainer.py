@@ -11,6 +11,7 @@ Run directory (``out_dir``)::
     metrics.json        final test metrics (last epoch; plus best-on-validation if configured)
     test_scores.npz     per-sample test logits (names, logits, labels) for ensembling
     last.pt             everything needed to resume exactly, written atomically every epoch
+    last.previous.pt    the epoch before: resuming falls back to it when last.pt is unreadable
     best.pt             best epoch on the validation split (only with data.val_split)
     class_accuracy.png  per-class test accuracy ordered by training frequency, groups marked
     training_curves.png loss, accuracy and learning rate per epoch
@@ -59,7 +60,13 @@ from .builders import (
     open_run_data,
     torch_threads,
 )
-from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from .checkpoint import (
+    capture_rng_state,
+    load_checkpoint,
+    load_latest_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
 from .distributed import init_distributed, synchronize_batch_norm
 from .evaluate import Metrics, compute_metrics, format_metrics_table, predict, save_scores
 from .predict import INPUT_SPEC_KEY, InputSpec
@@ -274,10 +281,13 @@ class Trainer:
 
     def _resume(self) -> None:
         path = self.out_dir / "last.pt"
-        if not path.exists():
+        # Loaded on the CPU: every component moves its own state to its device (the model and
+        # optimiser to the parameters', RNG and generator states stay CPU tensors as they must).
+        found = load_latest_checkpoint(path, self.logger)
+        if found is None:
             self.logger.info(f"no checkpoint at {path}: starting from scratch")
             return
-        state = load_checkpoint(path, map_location=self.device)
+        state, path = found
         if state.get("version") != CHECKPOINT_VERSION:
             raise ValueError(f"{path}: checkpoint version {state.get('version')} is not supported")
         self.model.load_state_dict(state["model"])
@@ -411,7 +421,7 @@ class Trainer:
             self._log_epoch(record)
             if self.context.is_main:
                 state = self.state_dict(epoch)
-                save_checkpoint(state, self.out_dir / "last.pt")
+                save_checkpoint(state, self.out_dir / "last.pt", keep_previous=True)
                 if record.get("best_val"):
                     save_checkpoint(state, self.out_dir / "best.pt")
             self.context.barrier()
@@ -462,7 +472,7 @@ class Trainer:
         metrics, rows, logits, labels = self.evaluate_split("test")
         result: dict[str, Any] = {"test": metrics.to_dict(), "epochs": self.config.schedule.epochs}
         if self.data.val is not None and (self.out_dir / "best.pt").exists():
-            best = load_checkpoint(self.out_dir / "best.pt", map_location=self.device)
+            best = load_checkpoint(self.out_dir / "best.pt")
             last_weights = {k: v.clone() for k, v in self.model.state_dict().items()}
             self.model.load_state_dict(best["model"])
             best_metrics = self.evaluate_split("test")[0]
