@@ -14,6 +14,8 @@ import torch
 from shapmix.config import ConfigError
 from shapmix.data.samplers import (
     RebalancingSampler,
+    ResumableSampler,
+    ShuffleSampler,
     class_balanced_sequence,
     epoch_length,
     over_sampled_sequence,
@@ -118,7 +120,8 @@ def test_ros_run_has_the_longer_epoch(tiny_data, tmp_path):
     try:
         # tiny train split: counts (12, 8, 5, 3) -> 4 classes x 12 = 48 samples, 6 batches of 8
         assert trainer.steps_per_epoch == 6
-        seen = np.concatenate([batch.label.numpy() for batch in trainer._train_loader(0)])
+        trainer.train_sampler.set_epoch(0)
+        seen = np.concatenate([batch.label.numpy() for batch in trainer.train_loader])
         assert np.bincount(seen).tolist() == [12, 12, 12, 12]
     finally:
         trainer.close()
@@ -137,3 +140,33 @@ def test_two_process_class_balanced_training_run_on_cpu(tiny_data, tmp_path):
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "2 process(es)" in (out / "train.log").read_text()
     assert load_checkpoint(out / "last.pt")["config"]["data"]["sampler"] == "class_balanced"
+
+
+def test_shuffle_sampler_gives_the_seeded_random_sampler_order_of_each_epoch():
+    from torch.utils.data import RandomSampler
+
+    sampler = ShuffleSampler(10, epoch_seed=lambda epoch: 100 + epoch)
+    for epoch in (0, 3):
+        sampler.set_epoch(epoch)
+        expected = list(RandomSampler(range(10), generator=torch.Generator().manual_seed(100 + epoch)))
+        assert list(sampler) == expected
+        assert list(sampler) == expected  # iterating again repeats the epoch
+    sampler.set_epoch(0)
+    first = list(sampler)
+    sampler.set_epoch(1)
+    assert list(sampler) != first and sorted(list(sampler)) == list(range(10))
+
+
+@pytest.mark.parametrize("kind", ["shuffle", "ros"])
+def test_resumable_sampler_continues_an_epoch_where_it_stopped(kind):
+    inner = ShuffleSampler(12, epoch_seed=lambda epoch: epoch) if kind == "shuffle" else RebalancingSampler("ros", LABELS, seed=5)
+    sampler = ResumableSampler(inner)
+    sampler.set_epoch(2)
+    whole = list(sampler)
+    sampler.set_epoch(2, start=5)
+    assert list(sampler) == whole[5:]
+    assert len(sampler) == len(whole) - 5
+    sampler.set_epoch(2, start=len(whole))
+    assert list(sampler) == [] and len(sampler) == 0
+    with pytest.raises(ValueError, match="negative"):
+        sampler.set_epoch(2, start=-1)

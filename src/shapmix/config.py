@@ -48,6 +48,7 @@ __all__ = [
     "MethodConfig",
     "FinetuneConfig",
     "TrainConfig",
+    "CheckpointConfig",
     "LogConfig",
     "EvalConfig",
     "load_config",
@@ -64,6 +65,7 @@ class Section(BaseModel):
 
 
 Modality = Literal["joint", "bone", "joint_motion", "bone_motion"]
+Precision = Literal["fp32", "bf16", "fp16"]
 
 
 class DataConfig(Section):
@@ -96,6 +98,14 @@ class DataConfig(Section):
     )
     modality: Modality = "joint"
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
+    prefetch_factor: int = Field(
+        2, ge=1, description="batches each worker loads ahead (only with num_workers > 0)"
+    )
+    persistent_workers: bool = Field(
+        True,
+        description="keep the training loader's worker processes alive across epochs instead of "
+        "starting them every epoch (only with num_workers > 0)",
+    )
     sampler: Literal["random", "ros", "class_balanced"] = Field(
         "random",
         description="training order: random = a shuffle of the split; ros = random over-sampling "
@@ -391,6 +401,30 @@ class TrainConfig(Section):
         "processes, so 2 x 32 normalises like one batch of 64 (the authors train with SyncBatchNorm); "
         "no effect in a single process",
     )
+    precision: Precision = Field(
+        "fp32",
+        description="fp32; bf16 or fp16 = automatic mixed precision (torch.autocast) for the training "
+        "forward and loss, Shapley estimation and evaluation; fp16 scales the loss (GradScaler)",
+    )
+    compile: bool = Field(
+        False, description="torch.compile the model (the first steps are slower while it compiles)"
+    )
+    cudnn_benchmark: bool = Field(
+        True,
+        description="on CUDA, let cuDNN pick the fastest convolution algorithms for the input shapes "
+        "(faster; results are then not bitwise reproducible across runs)",
+    )
+
+
+class CheckpointConfig(Section):
+    """When ``last.pt`` is written besides the end of every epoch (mid-epoch, resumable there)."""
+
+    every_steps: int | None = Field(
+        None, ge=1, description="also write last.pt every this many optimisation steps (null: only at epoch ends)"
+    )
+    every_minutes: float | None = Field(
+        None, gt=0, description="also write last.pt when this many minutes have passed since the last write"
+    )
 
 
 class LogConfig(Section):
@@ -425,6 +459,7 @@ class Config(Section):
         default_factory=FinetuneConfig, description="second stage of decoupled methods (cRT, MaxNorm)"
     )
     train: TrainConfig = Field(default_factory=TrainConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     log: LogConfig = Field(default_factory=LogConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
 

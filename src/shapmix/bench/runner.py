@@ -39,6 +39,7 @@ import yaml
 from ..config import Config, ConfigError, build_config, config_to_dict
 from ..engine.checkpoint import previous_path
 from ..engine.distributed import init_distributed
+from ..engine.preemption import TrainingInterrupted
 from ..engine.trainer import EpochCallback, train
 from .presets import Preset, get_presets, preset_config
 from .report import ResultRow, write_results
@@ -329,6 +330,9 @@ def _run_job(
         log(f"{prefix}: done in {time.perf_counter() - started:.1f}s, test top-1 {result['test']['top1']:.1f}")
         summary.trained.append(relative)
         return None
+    except TrainingInterrupted as stopped:  # a stop signal stops the whole grid, resumable
+        log(f"{prefix}: {stopped}")
+        raise
     except Exception as error:  # a failing run must not stop the grid
         log(f"{prefix}: FAILED: {type(error).__name__}: {error}")
         log.append(traceback.format_exc())

@@ -22,8 +22,10 @@ is in :mod:`shapmix.cli.common`.
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Sequence
 
+from ..engine.preemption import TrainingInterrupted
 from . import bench, configs, ensemble, export, predict, prepare, saliency, synth, train
 from . import eval as evaluate
 from .common import USER_ERRORS, formatter, report_user_error
@@ -56,3 +58,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.handler(args)
     except USER_ERRORS as error:
         return report_user_error(args.command, error)
+    except TrainingInterrupted as stopped:
+        print(f"shapmix {args.command}: {stopped}", file=sys.stderr)
+        return stopped.exit_code

@@ -21,7 +21,8 @@ come from a CPU :class:`torch.Generator`, so a seed gives the same order on any 
 
 from __future__ import annotations
 
-from typing import Iterator, Literal, Sequence
+import itertools
+from typing import Callable, Iterator, Literal, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -33,6 +34,8 @@ __all__ = [
     "REBALANCING_SAMPLERS",
     "SamplerKind",
     "RebalancingSampler",
+    "ResumableSampler",
+    "ShuffleSampler",
     "class_balanced_sequence",
     "epoch_length",
     "over_sampled_sequence",
@@ -161,3 +164,61 @@ class RebalancingSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.shard_length
+
+
+class ShuffleSampler(Sampler[int]):
+    """A fresh permutation of ``range(size)`` every epoch (the order ``RandomSampler`` gives with a
+    generator seeded by ``epoch_seed(epoch)``), chosen with :meth:`set_epoch`.
+
+    Unlike a ``RandomSampler`` built every epoch, one instance serves the whole run, so a
+    training loader with persistent workers can keep it.
+    """
+
+    def __init__(self, size: int, epoch_seed: Callable[[int], int]) -> None:
+        if size < 1:
+            raise ValueError(f"cannot shuffle an empty split (size {size})")
+        self.size = size
+        self.epoch_seed = epoch_seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.epoch_seed(self.epoch))
+        yield from torch.randperm(self.size, generator=generator).tolist()
+
+    def __len__(self) -> int:
+        return self.size
+
+
+class EpochSampler(Protocol):
+    """A sampler whose sequence is chosen per epoch (``DistributedSampler``, the samplers here)."""
+
+    def set_epoch(self, epoch: int) -> None: ...
+
+    def __iter__(self) -> Iterator[int]: ...
+
+    def __len__(self) -> int: ...
+
+
+class ResumableSampler(Sampler[int]):
+    """An epoch's sequence of ``sampler`` from a position on: ``set_epoch(epoch, start)`` skips
+    the first ``start`` indices of this rank's sequence, so a run resumed in the middle of an
+    epoch sees exactly the samples the interrupted one had not reached yet."""
+
+    def __init__(self, sampler: EpochSampler) -> None:
+        self.sampler = sampler
+        self.start = 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        if start < 0:
+            raise ValueError(f"the start position of an epoch cannot be negative, got {start}")
+        self.sampler.set_epoch(epoch)
+        self.start = start
+
+    def __iter__(self) -> Iterator[int]:
+        return itertools.islice(iter(self.sampler), self.start, None)
+
+    def __len__(self) -> int:
+        return max(len(self.sampler) - self.start, 0)

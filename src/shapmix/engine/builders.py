@@ -161,15 +161,20 @@ def _pipeline(
 
 
 def eval_loader(
-    split: SkeletonSplit, batch_size: int, context: DistributedContext, num_workers: int = 0
+    split: SkeletonSplit,
+    batch_size: int,
+    context: DistributedContext,
+    num_workers: int = 0,
+    pin_memory: bool = False,
 ) -> DataLoader:
-    """An in-order loader over ``split``, sharded across ranks under DDP."""
+    """An in-order loader over ``split``, sharded across ranks under DDP (``pin_memory`` for
+    asynchronous copies to a GPU)."""
     sampler: Sampler
     if context.is_distributed:
         sampler = DistributedSampler(split, context.world_size, context.rank, shuffle=False)
     else:
         sampler = SequentialSampler(split)
-    return DataLoader(split, batch_size=batch_size, sampler=sampler, num_workers=num_workers)
+    return DataLoader(split, batch_size=batch_size, sampler=sampler, num_workers=num_workers, pin_memory=pin_memory)
 
 
 def torch_threads(threads: int | None) -> None:

@@ -12,8 +12,8 @@ devices, where PyTorch's refuses to run (gloo on the CPU), with :class:`ProcessG
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Sequence
 
 import torch
 import torch.distributed as dist
@@ -51,6 +51,7 @@ class DistributedContext:
     world_size: int = 1
     local_rank: int = 0
     owns_group: bool = False
+    _control_group: Any = field(default=None, repr=False, compare=False)
 
     @property
     def is_distributed(self) -> bool:
@@ -71,6 +72,21 @@ class DistributedContext:
         gathered: list[Any] = [None] * self.world_size
         dist.all_gather_object(gathered, obj)
         return gathered
+
+    def any_rank(self, flags: Sequence[bool]) -> list[bool]:
+        """Each of ``flags`` made true on every rank where it is true on any rank.
+
+        The reduction runs on the host over gloo (a gloo group is created the first time when the
+        default group is NCCL), so agreeing on a decision never waits for the device.  Every rank
+        must call it at the same points.
+        """
+        if not self.is_distributed:
+            return list(flags)
+        if self._control_group is None and dist.get_backend() != dist.Backend.GLOO:
+            self._control_group = dist.new_group(backend=dist.Backend.GLOO)
+        votes = torch.tensor([int(flag) for flag in flags], dtype=torch.int32)
+        dist.all_reduce(votes, op=dist.ReduceOp.MAX, group=self._control_group)
+        return [bool(vote) for vote in votes.tolist()]
 
     def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
         """Sum ``tensor`` over ranks in place and return it."""

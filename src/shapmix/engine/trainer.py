@@ -10,7 +10,8 @@ Run directory (``out_dir``)::
     metrics.jsonl       one JSON object per epoch (loss, train accuracy, lr, time, val metrics)
     metrics.json        final test metrics (last epoch; plus best-on-validation if configured)
     test_scores.npz     per-sample test logits (names, logits, labels) for ensembling
-    last.pt             everything needed to resume exactly, written atomically every epoch
+    last.pt             everything needed to resume exactly, written atomically every epoch,
+                        every checkpoint.every_steps / every_minutes and when stopped by a signal
     last.previous.pt    the epoch before: resuming falls back to it when last.pt is unreadable
     best.pt             best epoch on the validation split (only with data.val_split)
     class_accuracy.png  per-class test accuracy ordered by training frequency, groups marked
@@ -23,7 +24,14 @@ Run directory (``out_dir``)::
 Resume is exact on the CPU: the shuffling and augmentation generators are derived from
 ``(seed, epoch, rank)`` (the named streams of :mod:`shapmix.seeds`) and every other RNG state is
 checkpointed, so an interrupted run resumed from ``last.pt`` ends with the same weights as an
-uninterrupted one.
+uninterrupted one.  That holds in the middle of an epoch too: a mid-epoch checkpoint (written on
+schedule, or when SIGTERM / SIGINT stops the run, see :mod:`shapmix.engine.preemption`) holds the
+position in the epoch's sample order and every rank's generators, running totals and method state.
+
+Speed options (``train.*``): ``precision`` runs the training forward and loss, the method's
+estimation and evaluation under ``torch.autocast`` (fp16 with a gradient scaler), ``compile``
+compiles the model with ``torch.compile``, ``cudnn_benchmark`` lets cuDNN tune convolutions.  The
+training loader is built once, so its workers persist across epochs (``data.persistent_workers``).
 """
 
 from __future__ import annotations
@@ -33,6 +41,8 @@ import logging
 import math
 import sys
 import time
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -41,12 +51,20 @@ import torch
 import yaml
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from ..config import Config, config_to_dict
 from ..data.longtail import group_classes
-from ..data.samplers import REBALANCING_SAMPLERS, RebalancingSampler, epoch_length
+from ..data.samplers import (
+    REBALANCING_SAMPLERS,
+    EpochSampler,
+    RebalancingSampler,
+    ResumableSampler,
+    ShuffleSampler,
+    epoch_length,
+)
+from ..errors import CheckpointError
 from ..losses import build_loss
 from ..seeds import AUGMENT, SHUFFLE
 from ..viz.plots import plot_class_accuracy, plot_training_curves
@@ -72,8 +90,9 @@ from .evaluate import Metrics, compute_metrics, format_metrics_table, predict, s
 from .predict import INPUT_SPEC_KEY, InputSpec
 from .finetune import SecondStage, build_second_stage
 from .methods import BASELINE_METHODS, TrainingMethod, TrainingNetwork, build_method
+from .preemption import PEER_STOP_SIGNAL, CheckpointTimer, StopRequest, TrainingInterrupted, ignore_stop_signals
 
-__all__ = ["Trainer", "train", "lr_factor", "EpochCallback", "CHECKPOINT_VERSION"]
+__all__ = ["Trainer", "train", "lr_factor", "EpochCallback", "EpochPosition", "CHECKPOINT_VERSION"]
 
 CHECKPOINT_VERSION = 1
 LOGGER_NAME = "shapmix"
@@ -83,6 +102,37 @@ SHARED_RANK = 0
 PROGRESS_EVERY = 10
 
 EpochCallback = Callable[["Trainer", int, dict[str, Any]], None]
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class EpochPosition:
+    """Where this rank stands in an epoch: what a run resumed mid-epoch continues from.
+
+    Attributes:
+        epoch: the epoch (0-based).
+        step: optimisation steps of it already taken.
+        seconds: training time spent in it so far.
+        totals: ``(3,)`` float64 running loss sum, correct predictions and samples of this rank.
+        augment: state of this rank's augmentation generator (``None``: the epoch's fresh one).
+    """
+
+    epoch: int
+    step: int = 0
+    seconds: float = 0.0
+    totals: torch.Tensor | None = None
+    augment: torch.Tensor | None = None
+
+
+def _to_cpu(value: Any) -> Any:
+    """``value`` with every tensor in it (nested dicts, lists, tuples) moved to the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {key: _to_cpu(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_cpu(item) for item in value)
+    return value
 
 
 def lr_factor(step: int, steps_per_epoch: int, schedule: Any, base_lr: float) -> float:
@@ -145,6 +195,7 @@ class Trainer:
         self._build_network()
         self._build_optimisation()
         self.start_epoch = 0
+        self.position: EpochPosition | None = None  # set by a resume in the middle of an epoch
         self.history: list[dict[str, Any]] = []
         self.best_val: float | None = None
         self.tensorboard = self._open_tensorboard() if config.log.tensorboard else None
@@ -165,6 +216,8 @@ class Trainer:
         self.context.barrier()
         self.logger = _setup_logger(self.out_dir, self.context.is_main)
         torch_threads(config.train.threads)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = config.train.cudnn_benchmark
         # torch's global generator initialises the model's weights (see shapmix.seeds)
         torch.manual_seed(config.train.seed)
         np.random.seed(config.train.seed % 2**32)
@@ -208,6 +261,10 @@ class Trainer:
     def _build_network(self) -> None:
         """What trains (the model, with the method's heads if it has any), wrapped for DDP."""
         # A method's own heads (GLMC) train, and are wrapped for DDP, together with the model.
+        if self.config.train.compile:
+            # in place, so the state dict keeps its keys and the method, the second stage and
+            # evaluation all run the compiled forward
+            self.model.compile()
         self.network: nn.Module = self.model
         if self.method.heads is not None:
             self.network = TrainingNetwork(self.model, self.method.heads)
@@ -248,6 +305,18 @@ class Trainer:
             lambda step: lr_factor(step, self.steps_per_epoch, config.schedule, config.optim.lr)
             * self.criterion.lr_multiplier(step // self.steps_per_epoch),
         )
+        # fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.train.precision == "fp16")
+        self.train_sampler = ResumableSampler(self._epoch_sampler())
+        self.train_loader = self._build_train_loader()
+        self.checkpoint_timer = CheckpointTimer(config.checkpoint.every_steps, config.checkpoint.every_minutes)
+
+    def autocast(self) -> AbstractContextManager:
+        """The mixed-precision context of ``train.precision`` (inactive for fp32)."""
+        precision = self.config.train.precision
+        return torch.autocast(
+            self.device.type, dtype=AUTOCAST_DTYPES.get(precision, torch.bfloat16), enabled=precision != "fp32"
+        )
 
     # ----------------------------------------------------------------------------- state
     def _open_tensorboard(self) -> Any:
@@ -270,6 +339,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
             "method": self.method.state_dict(),
             "rng": capture_rng_state(),
             "history": self.history,
@@ -293,71 +363,149 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.method.load_state_dict(state["method"])
-        restore_rng_state(state["rng"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         self.history = list(state["history"])
         self.best_val = state["best_val"]
         self.start_epoch = int(state["epoch"]) + 1
-        self.logger.info(f"resumed from {path} after epoch {self.start_epoch}")
+        in_epoch = state.get("in_epoch")
+        if in_epoch is None:
+            self.method.load_state_dict(state["method"])
+            restore_rng_state(state["rng"])
+            self.logger.info(f"resumed from {path} after epoch {self.start_epoch}")
+            return
+        if in_epoch["world_size"] != self.context.world_size:
+            raise CheckpointError(
+                f"{path} was written in the middle of epoch {in_epoch['epoch'] + 1} by "
+                f"{in_epoch['world_size']} process(es); resume it with the same number of processes "
+                f"(this run has {self.context.world_size})"
+            )
+        mine = in_epoch["ranks"][self.context.rank]
+        self.method.load_state_dict(mine["method"])
+        restore_rng_state(mine["rng"])
+        self.position = EpochPosition(
+            epoch=int(in_epoch["epoch"]),
+            step=int(in_epoch["step"]),
+            seconds=float(in_epoch["seconds"]),
+            totals=mine["totals"],
+            augment=mine["augment"],
+        )
+        self.logger.info(f"resumed from {path} in epoch {self.start_epoch + 1} after step {self.position.step}")
+
+    def _save_position(self, position: EpochPosition, totals: torch.Tensor, augment: torch.Generator) -> Path:
+        """Write ``last.pt`` at ``position`` in its epoch (every rank calls this at the same step)."""
+        local = {
+            "totals": totals.detach().cpu(),
+            "augment": augment.get_state(),
+            "method": _to_cpu(self.method.state_dict()),
+            "rng": capture_rng_state(),
+        }
+        ranks = self.context.all_gather_object(local)
+        path = self.out_dir / "last.pt"
+        if self.context.is_main:
+            state = self.state_dict(position.epoch - 1)
+            state["in_epoch"] = {
+                "epoch": position.epoch,
+                "step": position.step,
+                "seconds": position.seconds,
+                "world_size": self.context.world_size,
+                "ranks": ranks,
+            }
+            save_checkpoint(state, path, keep_previous=True)
+        self.context.barrier()
+        self.checkpoint_timer.written()
+        return path
 
     # ----------------------------------------------------------------------------- loop
-    def _train_loader(self, epoch: int) -> DataLoader:
+    def _epoch_sampler(self) -> EpochSampler:
+        """The run's training order, one sequence per epoch (each rank its shard under DDP)."""
         # the samplers derive each epoch's sequence from this seed themselves
         seed = SHUFFLE.derive(self.config.train.seed, 0, SHARED_RANK)
-        sampler: Sampler[int]
         if self.config.data.sampler in REBALANCING_SAMPLERS:
-            sampler = RebalancingSampler(
+            return RebalancingSampler(
                 self.config.data.sampler, self.data.train.labels, seed, self.context.rank, self.context.world_size
             )
-            sampler.set_epoch(epoch)
-        elif self.context.is_distributed:
-            sampler = DistributedSampler(
+        if self.context.is_distributed:
+            return DistributedSampler(
                 self.data.train, self.context.world_size, self.context.rank, shuffle=True, seed=seed % 2**31, drop_last=True
             )
-            sampler.set_epoch(epoch)
-        else:
-            generator = torch.Generator().manual_seed(SHUFFLE.derive(self.config.train.seed, epoch, SHARED_RANK))
-            sampler = RandomSampler(self.data.train, generator=generator)
+        run_seed = self.config.train.seed
+        return ShuffleSampler(len(self.data.train), lambda epoch: SHUFFLE.derive(run_seed, epoch, SHARED_RANK))
+
+    def _build_train_loader(self) -> DataLoader:
+        """One loader for the whole run (its workers, if any, persist across epochs)."""
+        data = self.config.data
+        workers = data.num_workers > 0
         return DataLoader(
             self.data.train,
             batch_size=self.local_batch,
-            sampler=sampler,
+            sampler=self.train_sampler,
             drop_last=True,
-            num_workers=self.config.data.num_workers,
+            num_workers=data.num_workers,
             pin_memory=self.device.type == "cuda",
+            persistent_workers=workers and data.persistent_workers,
+            prefetch_factor=data.prefetch_factor if workers else None,
+            worker_init_fn=ignore_stop_signals if workers else None,
         )
 
-    def _train_epoch(self, epoch: int) -> dict[str, Any]:
+    def _augment_generator(self, epoch: int) -> torch.Generator:
+        """This rank's generator of the epoch's augmentation draws (crop, rotation)."""
+        return torch.Generator().manual_seed(AUGMENT.derive(self.config.train.seed, epoch, self.context.rank))
+
+    def _checkpoint_now(self, global_steps_done: int, stop: StopRequest) -> tuple[bool, bool]:
+        """``(stop, save)`` after a step, the same on every rank: stop when any rank got a stop
+        signal; save a mid-epoch checkpoint when stopping or when the timer says so."""
+        timer = self.checkpoint_timer
+        steps_due = timer.steps_due(global_steps_done)
+        if not self.context.is_distributed:
+            stopping = stop.requested
+            return stopping, stopping or steps_due or timer.time_due()
+        # A signal can reach one rank only and clocks differ: agree on the host, every step.
+        stopping, time_due = self.context.any_rank([stop.requested, timer.time_due()])
+        return stopping, stopping or steps_due or time_due
+
+    def _train_epoch(self, position: EpochPosition, stop: StopRequest) -> dict[str, Any]:
+        """Train ``position.epoch`` from ``position.step`` on and return its record.
+
+        Raises:
+            TrainingInterrupted: a stop signal arrived; the position is checkpointed.
+        """
+        epoch = position.epoch
         self.ddp_model.train()
         self.criterion.set_epoch(epoch)  # DRW / IB switch by epoch, also right after a resume
         self.second_stage.set_train_mode(self.model)
-        augment = torch.Generator().manual_seed(
-            AUGMENT.derive(self.config.train.seed, epoch, self.context.rank)
-        )
+        augment = self._augment_generator(epoch)
+        if position.augment is not None:
+            augment.set_state(position.augment)
         # loss sum, correct, samples: accumulated on the device so a step never waits for it
         totals = torch.zeros(3, dtype=torch.float64, device=self.device)
-        started = time.perf_counter()
-        loader = self._train_loader(epoch)
+        if position.totals is not None:
+            totals.copy_(position.totals)
+        started = time.perf_counter() - position.seconds
+        self.train_sampler.set_epoch(epoch, start=position.step * self.local_batch)
         bar = tqdm(
-            loader,
+            self.train_loader,
             total=self.steps_per_epoch,
+            initial=position.step,
             desc=f"epoch {epoch + 1}/{self.config.schedule.epochs}",
             disable=not (self.context.is_main and self.config.log.progress),
             leave=False,
             dynamic_ncols=True,
         )
-        for step, batch in enumerate(bar):
+        for step, batch in enumerate(bar, start=position.step):
             if step >= self.steps_per_epoch:
                 break
             x = batch.x.to(self.device, non_blocking=True)
             y = batch.label.to(self.device, non_blocking=True)
             x, _ = self.train_pipeline(x, batch.length.to(self.device), augment)
             global_step = epoch * self.steps_per_epoch + step
-            self.method.before_step(self.model, x, y, epoch, global_step)
-            loss, logits = self.method.training_loss(self.ddp_model, x, y, self.criterion, epoch)
+            with self.autocast():
+                self.method.before_step(self.model, x, y, epoch, global_step)
+                loss, logits = self.method.training_loss(self.ddp_model, x, y, self.criterion, epoch)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
             self.second_stage.after_step(self.model)
             self.scheduler.step()
             with torch.no_grad():
@@ -370,6 +518,13 @@ class Trainer:
                     loss=f"{totals[0].item() / totals[2].item():.3f}",
                     samples_per_s=f"{totals[2].item() * self.context.world_size / max(elapsed, 1e-9):.0f}",
                 )
+            stopping, saving = self._checkpoint_now(global_step + 1, stop)
+            if saving:
+                done = EpochPosition(epoch, step + 1, time.perf_counter() - started)
+                path = self._save_position(done, totals, augment)
+                if stopping:
+                    bar.close()
+                    raise TrainingInterrupted(stop.signum or PEER_STOP_SIGNAL, path, epoch, step + 1)
         bar.close()
         self.context.all_reduce_sum(totals)
         seconds = time.perf_counter() - started
@@ -390,14 +545,21 @@ class Trainer:
         split = self.data.test if split_name == "test" else self.data.val
         if split is None:
             raise ValueError(f"no {split_name} split configured")
-        loader = eval_loader(split, self.config.train.eval_batch_size, self.context, self.config.data.num_workers)
+        loader = eval_loader(
+            split,
+            self.config.train.eval_batch_size,
+            self.context,
+            self.config.data.num_workers,
+            pin_memory=self.device.type == "cuda",
+        )
         num_clips = self.config.eval.num_clips
         prepare = self._prepare_test
         if num_clips > 1:  # the central-crop test pipeline stays what the Shap-Mix baseline is built with
             dataset = self.data.dataset
             clips = build_test_pipeline(self.config, dataset.layout, dataset.channels, num_clips)
             prepare = lambda x, lengths: clips(x, lengths)[0]  # noqa: E731
-        rows, logits, labels = predict(self.model, loader, prepare, self.device, self.context, num_clips)
+        with self.autocast():
+            rows, logits, labels = predict(self.model, loader, prepare, self.device, self.context, num_clips)
         metrics = compute_metrics(
             logits, labels, self.train_counts, self.config.data.many_threshold, self.config.data.few_threshold
         )
@@ -406,28 +568,39 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         """Train the remaining epochs, then evaluate the last epoch on the test split."""
         cfg = self.config
-        if self.start_epoch == 0:
+        if self.start_epoch == 0 and self.position is None:
             self._log_setup()
-        for epoch in range(self.start_epoch, cfg.schedule.epochs):
-            record = self._train_epoch(epoch)
-            if self.data.val is not None:
-                val_metrics = self.evaluate_split("val")[0]
-                record["val"] = val_metrics.summary()
-                is_best = self.best_val is None or (val_metrics.top1 > self.best_val)
-                if is_best:
-                    self.best_val = val_metrics.top1
-                    record["best_val"] = True
-            self.history.append(record)
-            self._log_epoch(record)
-            if self.context.is_main:
-                state = self.state_dict(epoch)
-                save_checkpoint(state, self.out_dir / "last.pt", keep_previous=True)
-                if record.get("best_val"):
-                    save_checkpoint(state, self.out_dir / "best.pt")
-            self.context.barrier()
-            for callback in self.callbacks:
-                callback(self, epoch, record)
+        with StopRequest() as stop:
+            for epoch in range(self.start_epoch, cfg.schedule.epochs):
+                self._fit_epoch(epoch, stop)
         return self._finish()
+
+    def _fit_epoch(self, epoch: int, stop: StopRequest) -> None:
+        """Train one epoch (from the resumed position, if any), validate, checkpoint, call back."""
+        position = self.position if self.position is not None and self.position.epoch == epoch else EpochPosition(epoch)
+        self.position = None
+        record = self._train_epoch(position, stop)
+        if self.data.val is not None:
+            val_metrics = self.evaluate_split("val")[0]
+            record["val"] = val_metrics.summary()
+            if self.best_val is None or val_metrics.top1 > self.best_val:
+                self.best_val = val_metrics.top1
+                record["best_val"] = True
+        self.history.append(record)
+        self._log_epoch(record)
+        path = self.out_dir / "last.pt"
+        if self.context.is_main:
+            state = self.state_dict(epoch)
+            save_checkpoint(state, path, keep_previous=True)
+            if record.get("best_val"):
+                save_checkpoint(state, self.out_dir / "best.pt")
+        self.context.barrier()
+        self.checkpoint_timer.written()
+        for callback in self.callbacks:
+            callback(self, epoch, record)
+        # a signal that arrived during validation or the write stops the run here, at a clean epoch end
+        if epoch + 1 < self.config.schedule.epochs and self.context.any_rank([stop.requested])[0]:
+            raise TrainingInterrupted(stop.signum or PEER_STOP_SIGNAL, path, epoch, self.steps_per_epoch)
 
     def _log_setup(self) -> None:
         dataset = self.data.dataset
@@ -517,10 +690,17 @@ class Trainer:
 def train(
     config: Config, out_dir: str | Path, resume: bool = False, callbacks: Sequence[EpochCallback] = ()
 ) -> dict[str, Any]:
-    """Train ``config`` in ``out_dir`` and return the final metrics (see :class:`Trainer`)."""
+    """Train ``config`` in ``out_dir`` and return the final metrics (see :class:`Trainer`).
+
+    Raises:
+        TrainingInterrupted: SIGTERM or SIGINT stopped the run after it wrote ``last.pt``.
+    """
     trainer = Trainer(config, out_dir, resume=resume, callbacks=callbacks)
     try:
         result = trainer.fit()
+    except TrainingInterrupted:
+        trainer.close()  # every rank stopped at the same step: leave the group together
+        raise
     except BaseException:
         trainer.close(failed=True)
         raise
