@@ -12,6 +12,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from contextlib import AbstractContextManager
 from typing import Any, Sequence
 
 import numpy as np
@@ -175,6 +176,17 @@ def eval_loader(
     else:
         sampler = SequentialSampler(split)
     return DataLoader(split, batch_size=batch_size, sampler=sampler, num_workers=num_workers, pin_memory=pin_memory)
+
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+"""``train.precision`` -> the dtype ``torch.autocast`` computes in (fp32: no autocast)."""
+
+
+def precision_context(precision: str, device: torch.device) -> AbstractContextManager:
+    """The mixed-precision context of ``train.precision`` on ``device`` (inactive for fp32)."""
+    return torch.autocast(
+        device.type, dtype=AUTOCAST_DTYPES.get(precision, torch.bfloat16), enabled=precision in AUTOCAST_DTYPES
+    )
 
 
 def torch_threads(threads: int | None) -> None:

@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..data.longtail import DEFAULT_FEW_THRESHOLD, DEFAULT_MANY_THRESHOLD, GROUP_LABELS, Group, group_classes
-from .builders import build_test_pipeline, eval_loader, open_trained_run
+from .builders import build_test_pipeline, eval_loader, open_trained_run, precision_context
 from .distributed import DistributedContext
 
 __all__ = [
@@ -209,10 +209,14 @@ def evaluate_checkpoint(
     num_clips = run.config.eval.num_clips
     dataset = run.data.dataset
     test_pipeline = build_test_pipeline(run.config, dataset.layout, dataset.channels, num_clips)
-    loader = eval_loader(target, run.config.train.eval_batch_size, run.context, run.config.data.num_workers)
-    rows, logits, labels = predict(
-        run.model, loader, lambda x, lengths: test_pipeline(x, lengths)[0], run.device, run.context, num_clips
+    loader = eval_loader(
+        target, run.config.train.eval_batch_size, run.context, run.config.data.num_workers,
+        pin_memory=run.device.type == "cuda",
     )
+    with precision_context(run.config.train.precision, run.device):  # as the run was evaluated
+        rows, logits, labels = predict(
+            run.model, loader, lambda x, lengths: test_pipeline(x, lengths)[0], run.device, run.context, num_clips
+        )
     data = run.config.data
     metrics = compute_metrics(logits, labels, run.train_counts, data.many_threshold, data.few_threshold)
     if out_dir is not None:

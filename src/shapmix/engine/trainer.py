@@ -76,6 +76,7 @@ from .builders import (
     eval_loader,
     mean_input_sequence,
     open_run_data,
+    precision_context,
     torch_threads,
 )
 from .checkpoint import (
@@ -102,7 +103,6 @@ SHARED_RANK = 0
 PROGRESS_EVERY = 10
 
 EpochCallback = Callable[["Trainer", int, dict[str, Any]], None]
-AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
@@ -313,10 +313,7 @@ class Trainer:
 
     def autocast(self) -> AbstractContextManager:
         """The mixed-precision context of ``train.precision`` (inactive for fp32)."""
-        precision = self.config.train.precision
-        return torch.autocast(
-            self.device.type, dtype=AUTOCAST_DTYPES.get(precision, torch.bfloat16), enabled=precision != "fp32"
-        )
+        return precision_context(self.config.train.precision, self.device)
 
     # ----------------------------------------------------------------------------- state
     def _open_tensorboard(self) -> Any:
