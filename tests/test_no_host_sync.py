@@ -4,8 +4,8 @@ Each test runs a few training steps the way ``Trainer._train_epoch`` does (train
 generator on the batch's device, ``method.before_step``, ``method.training_loss``, backward,
 optimiser step, the device-side loss accumulator) for CE, Balanced Softmax, the mixing methods
 and Shap-Mix with both Shapley estimators and every guidance, through the warm-up epoch into the
-guided one.  The first step may set things up (generators made on the device, constant tables
-copied there once); the steps after it are checked:
+guided one.  The first step of each epoch may set things up (generators made on the device, the
+constant tables a phase needs copied there once); the steps after it are checked:
 
 * on a GPU, under ``torch.cuda.set_sync_debug_mode("error")``, which raises on every
   synchronising CUDA call (device-to-host reads, and blocking host-to-device copies);
@@ -42,7 +42,6 @@ RAW_FRAMES, WINDOW, PERSONS = 24, 16, 2
 STEPS_PER_EPOCH = 3
 WARMUP_EPOCHS = 1
 EPOCHS = 2  # the warm-up epoch (random mixing, naive estimates), then a guided one
-SETUP_STEPS = 1
 
 SHAPMIX_OPTIONS = dict(name="shapmix", warmup_epochs=WARMUP_EPOCHS, interval=1)
 METHODS = {
@@ -163,11 +162,12 @@ class TrainingSteps:
 
 
 def _run(steps: TrainingSteps, guard) -> None:
-    for _ in range(SETUP_STEPS):
+    """Every epoch: one step that may set up its phase, then the steady-state steps under ``guard``."""
+    for _ in range(EPOCHS):
         steps.step()
-    with guard():
-        for _ in range(EPOCHS * STEPS_PER_EPOCH - SETUP_STEPS):
-            steps.step()
+        with guard():
+            for _ in range(STEPS_PER_EPOCH - 1):
+                steps.step()
 
 
 @pytest.mark.parametrize("method_name", sorted(METHODS))

@@ -192,7 +192,8 @@ class DeviceGenerator:
             state = {"state": state, "device": "cpu"}
         tensor, kind = state["state"], str(state["device"])
         if not isinstance(tensor, torch.Tensor) or tensor.dtype != torch.uint8:
-            raise ValueError(f"{self.name}: a generator state must be a uint8 tensor, got {type(tensor).__name__}")
+            found = tensor.dtype if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+            raise ValueError(f"{self.name}: a generator state must be a uint8 tensor, got {found}")
         tensor = tensor.detach().to("cpu").clone()
         if kind == UNSTARTED:
             if self._fixed:

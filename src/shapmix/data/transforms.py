@@ -27,7 +27,7 @@ by ``K`` uniformly spaced windows of the same length, scored separately and aver
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol, Sequence, get_args
 
 import torch
@@ -97,19 +97,30 @@ class Center:
 
     joint: int
     channels: tuple[int, ...] = (0, 1, 2)
+    _masks: dict[tuple[int, torch.device], torch.Tensor] = field(default_factory=dict, init=False, repr=False, compare=False)
+    """``(C,)`` bool masks of ``channels`` per (number of channels, device), made once: indexing
+    with the list itself would copy it to the batch's device at every call."""
+
+    def channel_mask(self, num_channels: int, device: torch.device) -> torch.Tensor:
+        """``(C,)`` bool, true on the coordinate channels, on ``device``."""
+        key = (num_channels, device)
+        if key not in self._masks:
+            mask = torch.zeros(num_channels, dtype=torch.bool)
+            mask[list(self.channels)] = True
+            self._masks[key] = mask.to(device)
+        return self._masks[key]
 
     def __call__(
         self, x: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        channels = list(self.channels)
-        coords = x[:, channels]
-        visible = (coords[:, :, :, self.joint, 0] != 0).any(dim=1)  # (N, T)
+        coordinate = self.channel_mask(x.shape[1], x.device)[None, :, None]  # (1, C, 1)
+        root = x[:, :, :, self.joint, 0]  # (N, C, T)
+        visible = ((root != 0) & coordinate).any(dim=1)  # (N, T)
         first = visible.to(torch.int8).argmax(dim=1)  # 0 when never visible
-        index = first[:, None, None].expand(-1, len(channels), 1)
-        origin = torch.gather(coords[:, :, :, self.joint, 0], 2, index)[..., None, None]  # (N, c, 1, 1, 1)
+        index = first[:, None, None].expand(-1, x.shape[1], 1)
+        origin = torch.gather(root, 2, index)[..., None, None]  # (N, C, 1, 1, 1)
         present = (x != 0).any(dim=1, keepdim=True).any(dim=3, keepdim=True)  # (N, 1, T, 1, M)
-        centred = x.clone()
-        centred[:, channels] = torch.where(present, coords - origin, coords)
+        centred = torch.where(present & coordinate[..., None, None], x - origin, x)
         return centred, lengths
 
 
@@ -279,11 +290,17 @@ class RandomRotation:
         return torch.einsum("nij,njtvm->nitvm", rotation, x), lengths
 
 
+_PARENTS_ON: dict[tuple[tuple[int, ...], torch.device], torch.Tensor] = {}
+"""Parent index tensors per (parent map, device), made once (see :func:`bone_vectors`)."""
+
+
 def bone_vectors(x: torch.Tensor, layout: Layout | str) -> torch.Tensor:
     """``x[..., child, :] - x[..., parent, :]`` along the joint axis (dim 3); the root is zero."""
-    layout = get_layout(layout)
-    parent = torch.tensor(layout.parent_of(), device=x.device)
-    return x - x.index_select(3, parent)
+    parents = get_layout(layout).parent_of()
+    key = (parents, x.device)
+    if key not in _PARENTS_ON:  # copied to the device once, not at every training step
+        _PARENTS_ON[key] = torch.tensor(parents).to(x.device)
+    return x - x.index_select(3, _PARENTS_ON[key])
 
 
 def temporal_difference(x: torch.Tensor) -> torch.Tensor:

@@ -21,8 +21,9 @@ covers (ST-Mix: window frames x mixed joints / (T x V)).
 Everything is vectorised over the batch, on the batch's device, without reading anything back
 to the host.  Random parameters come from the mixer's own :class:`torch.Generator`, made on the
 device of the first batch the mixer mixes (:class:`~shapmix.seeds.DeviceGenerator`; on a CPU
-exactly the CPU generator of the mixer's seed).  ST-Mix draws them per sample, as the paper describes; ``draw="per_batch"``
-draws them once for the whole batch, as the authors' code does (:data:`DrawMode`).
+exactly the CPU generator of the mixer's seed).  ST-Mix draws them per sample, as the paper
+describes; ``draw="per_batch"`` draws them once for the whole batch, as the authors' code does
+(:data:`DrawMode`).
 :meth:`BatchMixer.mix_with_info` also returns a :class:`MixInfo` with the drawn parameters (for
 tests, logging and analysis).
 """
