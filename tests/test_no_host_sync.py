@@ -19,8 +19,9 @@ constant tables a phase needs copied there once); the steps after it are checked
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from typing import Iterator
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -72,7 +73,7 @@ class HostReadGuard(TorchDispatchMode):
     reads that never reach the dispatcher on a CPU tensor (``.tolist()``, ``.numpy()``,
     ``.cpu()``) are patched by :func:`no_host_reads`."""
 
-    READS = {
+    READS: ClassVar[dict[Any, str]] = {
         torch.ops.aten._local_scalar_dense.default: "reads a value back to the host (.item(), bool(), int(), float())",
         torch.ops.aten.nonzero.default: "nonzero: an output size that depends on the data",
         torch.ops.aten.masked_select.default: "masked_select: an output size that depends on the data",
@@ -83,7 +84,7 @@ class HostReadGuard(TorchDispatchMode):
         torch.ops.aten.multinomial.default: "multinomial: validates the probabilities on the host",
         torch.ops.aten.equal.default: "equal: returns a Python bool",
     }
-    MASK_INDEXING = {
+    MASK_INDEXING: ClassVar[set[Any]] = {
         torch.ops.aten.index.Tensor,
         torch.ops.aten.index_put.default,
         torch.ops.aten.index_put_.default,

@@ -121,7 +121,6 @@ class ShapMix(STMix):
             )
         self.class_counts = counts
         self._class_counts = DeviceCopies(counts)
-        self._complement = DeviceCopies(self.combinations.complement)
         self.table = table
         self.tau = float(tau)
         self.guidance = guidance
@@ -176,7 +175,7 @@ class ShapMix(STMix):
         target_is_head = counts[y] > counts[source_label]
         tail_class = torch.where(target_is_head, source_label, y)
         sampled = draw_categorical(self.policy(tail_class), self.stream.on(device))
-        pasted = torch.where(target_is_head, sampled, self._complement.on(device)[sampled])
+        pasted = torch.where(target_is_head, sampled, self.combinations.to(device).complement[sampled])
         return sampled, pasted
 
 
