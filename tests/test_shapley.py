@@ -359,7 +359,7 @@ def test_weights_in_the_merged_game_use_the_reduced_player_count():
         assert weights[coalition] == pytest.approx(-expected)
 
 
-def test_empty_coalitions_share_one_baseline_forward_without_changing_values():
+def test_masked_rows_go_through_one_forward_of_fixed_size_empty_coalitions_included():
     from shapmix.mixing.shapley import _masked_probabilities
 
     model = small_model()
@@ -370,13 +370,16 @@ def test_empty_coalitions_share_one_baseline_forward_without_changing_values():
     calls = []
     hook = model.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
     try:
-        shared = _masked_probabilities(model, x, y, keep, baseline)
+        probabilities = _masked_probabilities(model, x, y, keep, baseline)
     finally:
         hook.remove()
-    assert calls == [8 - 3 + 1]  # 5 masked rows + one shared baseline row, one forward pass
+    assert calls == [8]  # every row, however many are empty: the size never depends on the draws
     rows = torch.arange(8) % 4
     expected = true_class_probability(model, mask_parts(x[rows], keep, baseline), y[rows])
-    torch.testing.assert_close(shared, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(probabilities, expected, rtol=1e-5, atol=1e-6)
+    # an empty row is the baseline itself
+    on_baseline = true_class_probability(model, baseline[None].expand(3, -1, -1, -1, -1), y[[1, 2, 2]])
+    torch.testing.assert_close(probabilities[[1, 2, 6]], on_baseline, rtol=1e-5, atol=1e-6)
 
 
 # --------------------------------------------------------------------------- estimation budget
@@ -464,12 +467,16 @@ def test_least_estimated_classes_pick_one_sample_of_each_least_updated_class():
     row_counts = torch.tensor([5, 0, 3, 1])
     picked_samples: set[int] = set()
     for seed in range(20):
-        chosen = least_estimated_classes(row_counts, labels, 3, torch.Generator().manual_seed(seed))
+        chosen, picked = least_estimated_classes(row_counts, labels, 3, torch.Generator().manual_seed(seed))
         assert labels[chosen].tolist() == [1, 3, 2]  # fewest row updates first, class 0 left out
+        assert picked.tolist() == [True] * 3
         picked_samples.update(chosen.tolist())
     assert picked_samples == {3, 4, 5, 6, 7}  # the sample within a class is drawn at random
-    everything = least_estimated_classes(row_counts, labels, 10, torch.Generator().manual_seed(0))
-    assert sorted(labels[everything].tolist()) == [0, 1, 2, 3]  # at most one per class present
-    tied = {int(labels[least_estimated_classes(torch.zeros(4), labels, 1, torch.Generator().manual_seed(s))])
+    # at most one per class present: the size is fixed (min(number, N)), the extra rows unpicked
+    everything, picked = least_estimated_classes(row_counts, labels, 10, torch.Generator().manual_seed(0))
+    assert len(everything) == 8 and picked.tolist() == [True] * 4 + [False] * 4
+    assert sorted(labels[everything[picked]].tolist()) == [0, 1, 2, 3]
+    assert sorted(everything.tolist()) == list(range(8))
+    tied = {int(labels[least_estimated_classes(torch.zeros(4), labels, 1, torch.Generator().manual_seed(s))[0]])
             for s in range(40)}
     assert tied == {0, 1, 2, 3}  # ties between classes broken at random

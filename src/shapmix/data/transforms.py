@@ -2,9 +2,11 @@
 
 Every transform takes a padded batch ``x`` of shape ``(N, C, T, V, M)`` together with the valid
 frame counts ``lengths`` ``(N,)`` and returns a new batch; random transforms draw their
-parameters from an explicit :class:`torch.Generator` (on the CPU, so a seed gives the same run on
-any device) and apply them vectorised on ``x``'s device.  Running the pipeline on the training
-device keeps the data loader trivial (it only slices the memory-mapped array).
+parameters from an explicit :class:`torch.Generator` on its own device (a generator on the
+batch's device keeps the whole pipeline there, without a round trip to the host; a CPU generator
+draws exactly the numbers it always has) and apply them vectorised on ``x``'s device.  Running
+the pipeline on the training device keeps the data loader trivial (it only slices the
+memory-mapped array).
 
 The pipeline of CTR-GCN (Chen et al., ICCV 2021), used by Shap-Mix:
 
@@ -25,11 +27,12 @@ by ``K`` uniformly spaced windows of the same length, scored separately and aver
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol, Sequence, get_args
 
 import torch
 
+from ..seeds import draw_device
 from ..skeleton.layouts import Layout, get_layout
 
 __all__ = [
@@ -94,19 +97,30 @@ class Center:
 
     joint: int
     channels: tuple[int, ...] = (0, 1, 2)
+    _masks: dict[tuple[int, torch.device], torch.Tensor] = field(default_factory=dict, init=False, repr=False, compare=False)
+    """``(C,)`` bool masks of ``channels`` per (number of channels, device), made once: indexing
+    with the list itself would copy it to the batch's device at every call."""
+
+    def channel_mask(self, num_channels: int, device: torch.device) -> torch.Tensor:
+        """``(C,)`` bool, true on the coordinate channels, on ``device``."""
+        key = (num_channels, device)
+        if key not in self._masks:
+            mask = torch.zeros(num_channels, dtype=torch.bool)
+            mask[list(self.channels)] = True
+            self._masks[key] = mask.to(device)
+        return self._masks[key]
 
     def __call__(
         self, x: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        channels = list(self.channels)
-        coords = x[:, channels]
-        visible = (coords[:, :, :, self.joint, 0] != 0).any(dim=1)  # (N, T)
+        coordinate = self.channel_mask(x.shape[1], x.device)[None, :, None]  # (1, C, 1)
+        root = x[:, :, :, self.joint, 0]  # (N, C, T)
+        visible = ((root != 0) & coordinate).any(dim=1)  # (N, T)
         first = visible.to(torch.int8).argmax(dim=1)  # 0 when never visible
-        index = first[:, None, None].expand(-1, len(channels), 1)
-        origin = torch.gather(coords[:, :, :, self.joint, 0], 2, index)[..., None, None]  # (N, c, 1, 1, 1)
+        index = first[:, None, None].expand(-1, x.shape[1], 1)
+        origin = torch.gather(root, 2, index)[..., None, None]  # (N, C, 1, 1, 1)
         present = (x != 0).any(dim=1, keepdim=True).any(dim=3, keepdim=True)  # (N, 1, T, 1, M)
-        centred = x.clone()
-        centred[:, channels] = torch.where(present, coords - origin, coords)
+        centred = torch.where(present & coordinate[..., None, None], x - origin, x)
         return centred, lengths
 
 
@@ -133,15 +147,19 @@ class CropResize:
     def crop_bounds(
         self, lengths: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(start, crop_length)`` per sample, int64 on the CPU."""
-        valid = lengths.cpu().to(torch.int64).clamp(min=1)
+        """``(start, crop_length)`` per sample, ``(N,)`` int64 on ``lengths``' device (random
+        fractions are drawn on ``generator``'s device)."""
+        valid = lengths.to(torch.int64).clamp(min=1)
         if self.random:
             low, high = self.p_interval
-            p = low + (high - low) * torch.rand(valid.shape, generator=generator, dtype=torch.float64)
+            device = draw_device(generator, valid.device)
+            fraction = torch.rand(valid.shape, generator=generator, dtype=torch.float64, device=device)
+            p = low + (high - low) * fraction.to(valid.device)
             crop = torch.floor(valid * p).to(torch.int64)
             crop = torch.minimum(crop.clamp(min=self.min_frames), valid)
             slack = valid - crop + 1
-            start = (torch.rand(valid.shape, generator=generator, dtype=torch.float64) * slack).floor()
+            offset = torch.rand(valid.shape, generator=generator, dtype=torch.float64, device=device)
+            start = (offset.to(valid.device) * slack).floor()
             start = start.to(torch.int64).clamp(max=slack - 1)
         else:
             # Same arithmetic as CTR-GCN: drop int((1 - p) * valid / 2) frames at each end.
@@ -154,8 +172,7 @@ class CropResize:
     def __call__(
         self, x: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        start, crop = self.crop_bounds(lengths, generator)
-        start, crop = start.to(x.device), crop.to(x.device)
+        start, crop = self.crop_bounds(lengths.to(x.device), generator)
         frames = resample_frames(x, start, crop, self.window)
         return frames, torch.full_like(lengths, self.window)
 
@@ -194,7 +211,11 @@ def resize_source_frames(
         (relative to the clip's start) and the float64 weight of ``upper`` in ``[0, 1]``; on the
         inputs' device.
     """
-    target = torch.as_tensor(out_length, device=in_length.device).clamp(min=1).reshape(-1, 1)
+    if isinstance(out_length, torch.Tensor):
+        target = out_length.to(in_length.device)
+    else:  # a fill on the device: no host-to-device copy
+        target = torch.full((1,), out_length, dtype=torch.int64, device=in_length.device)
+    target = target.clamp(min=1).reshape(-1, 1)
     if mode == "linear":
         scale = in_length.to(torch.float64)[:, None] / target
         source = ((out_frames + 0.5) * scale - 0.5).clamp(min=0.0)
@@ -262,16 +283,24 @@ class RandomRotation:
             raise ValueError(f"RandomRotation needs 3 coordinate channels, got C={x.shape[1]}")
         if self.theta == 0:
             return x, lengths
-        angles = (torch.rand((x.shape[0], 3), generator=generator, dtype=torch.float64) * 2 - 1)
-        rotation = rotation_matrices(angles * self.theta).to(device=x.device, dtype=x.dtype)
+        device = draw_device(generator, x.device)
+        uniform = torch.rand((x.shape[0], 3), generator=generator, dtype=torch.float64, device=device)
+        angles = uniform.to(x.device) * 2 - 1
+        rotation = rotation_matrices(angles * self.theta).to(dtype=x.dtype)
         return torch.einsum("nij,njtvm->nitvm", rotation, x), lengths
+
+
+_PARENTS_ON: dict[tuple[tuple[int, ...], torch.device], torch.Tensor] = {}
+"""Parent index tensors per (parent map, device), made once (see :func:`bone_vectors`)."""
 
 
 def bone_vectors(x: torch.Tensor, layout: Layout | str) -> torch.Tensor:
     """``x[..., child, :] - x[..., parent, :]`` along the joint axis (dim 3); the root is zero."""
-    layout = get_layout(layout)
-    parent = torch.tensor(layout.parent_of(), device=x.device)
-    return x - x.index_select(3, parent)
+    parents = get_layout(layout).parent_of()
+    key = (parents, x.device)
+    if key not in _PARENTS_ON:  # copied to the device once, not at every training step
+        _PARENTS_ON[key] = torch.tensor(parents).to(x.device)
+    return x - x.index_select(3, _PARENTS_ON[key])
 
 
 def temporal_difference(x: torch.Tensor) -> torch.Tensor:
@@ -378,17 +407,17 @@ class MultiClipCropResize:
             raise ValueError(f"num_clips must be at least 1, got {self.num_clips}")
 
     def windows(self, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(start, crop)`` of every window, each ``(N, K)`` int64 on the CPU."""
+        """``(start, crop)`` of every window, each ``(N, K)`` int64 on ``lengths``' device."""
         start, crop = CropResize(self.window, (self.test_crop, self.test_crop), random=False).crop_bounds(lengths)
         if self.num_clips == 1:
             return start[:, None], crop[:, None]
-        valid = lengths.cpu().to(torch.int64).clamp(min=1)
+        valid = lengths.to(torch.int64).clamp(min=1)
         return clip_starts(valid, crop, self.num_clips), crop[:, None].expand(-1, self.num_clips)
 
     def __call__(
         self, x: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        start, crop = self.windows(lengths)
+        start, crop = self.windows(lengths.to(x.device))
         clips = x.repeat_interleave(self.num_clips, dim=0)
-        frames = resample_frames(clips, start.flatten().to(x.device), crop.flatten().to(x.device), self.window)
+        frames = resample_frames(clips, start.flatten(), crop.flatten(), self.window)
         return frames, torch.full((clips.shape[0],), self.window, dtype=lengths.dtype, device=lengths.device)

@@ -68,8 +68,8 @@ from ..mixing.glmc import (
     resampling_weights,
     weighted_soft_cross_entropy,
 )
-from ..mixing.stmix import BatchMixer
-from ..seeds import ESTIMATOR, GLMC, GLMC_EPOCH, MIXER
+from ..mixing.stmix import BatchMixer, DeviceCopies
+from ..seeds import ESTIMATOR, GLMC, GLMC_EPOCH, MIXER, DeviceGenerator
 from ..skeleton.layouts import Layout
 from ..viz.saliency import write_training_saliency_figures
 from .distributed import DistributedContext
@@ -256,7 +256,9 @@ class ShapMixMethod(MixingMethod):
         self.interval = interval
         self.clip = clip
         self.context = context
-        self.estimator_generator = torch.Generator().manual_seed(seed)
+        # the estimator's draws happen on the batch's device (its generator is made there)
+        self.estimator_stream = DeviceGenerator(seed, name="the Shap-Mix estimator")
+        self._class_counts = DeviceCopies(mixer.class_counts)
         self.guidance = mixer.guidance
         self.estimator = estimator
         self.estimate_fraction = estimate_fraction
@@ -277,9 +279,10 @@ class ShapMixMethod(MixingMethod):
         if not warming_up and self.shapley_estimator == "exact":
             self._update_from_exact_rows(model, x, y)
             return
+        generator = self.estimator_stream.on(x.device)
         budget = max(1, round(self.estimate_fraction * len(y)))
-        chosen = class_balanced_subset(y, self.mixer.class_counts, budget, self.estimator_generator)
-        combination = least_estimated_combinations(self.table.counts, y[chosen], self.estimator_generator)
+        chosen = class_balanced_subset(y, self._class_counts.on(y.device), budget, generator)
+        combination = least_estimated_combinations(self.table.counts, y[chosen], generator)
         estimate = estimate_combination_shapley(
             model,
             x[chosen],
@@ -287,7 +290,7 @@ class ShapMixMethod(MixingMethod):
             self.baseline.to(x.device, x.dtype),
             self.mixer.combinations,
             combination=combination,
-            generator=self.estimator_generator,
+            generator=generator,
             clip=self.clip,
             naive=warming_up,
         )
@@ -296,13 +299,15 @@ class ShapMixMethod(MixingMethod):
     def _update_from_exact_rows(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
         """Fold exact rows of a few samples into the table, as many as the sampled estimator's
         ``2 * estimate_fraction * N`` masked forwards pay for (every rank calls the update, also
-        with no row this step)."""
+        with no row this step).  The number of rows is fixed before the labels are seen; in a
+        batch with fewer classes than rows the extra rows are computed and left out of the
+        update (``mask``), so no size depends on the labels."""
         combinations = self.mixer.combinations
         self.row_credit += 2 * self.estimate_fraction * len(y) / 2**combinations.num_parts
         number = int(self.row_credit)
         self.row_credit -= number
-        chosen = least_estimated_classes(self.table.counts.sum(dim=1), y, number, self.estimator_generator)
-        chosen = chosen.to(y.device)
+        generator = self.estimator_stream.on(x.device)
+        chosen, picked = least_estimated_classes(self.table.counts.sum(dim=1), y, number, generator)
         num_combinations = len(combinations)
         if len(chosen):
             rows = exact_combination_rows(
@@ -312,7 +317,8 @@ class ShapMixMethod(MixingMethod):
             rows = torch.zeros(0, num_combinations, device=x.device)
         labels = y[chosen].repeat_interleave(num_combinations)
         combination = torch.arange(num_combinations, device=y.device).repeat(len(chosen))
-        self.table.update(labels, combination, rows.flatten(), self.context)
+        mask = picked.repeat_interleave(num_combinations)
+        self.table.update(labels, combination, rows.flatten(), self.context, mask=mask)
 
     def _update_from_gradcam(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
         """Fold the Grad-CAM scores of all ``S`` combinations of all ``N`` samples into the table."""
@@ -327,11 +333,13 @@ class ShapMixMethod(MixingMethod):
         return self.mixer(x, y)
 
     def state_dict(self) -> dict[str, Any]:
+        estimator = self.estimator_stream.state_dict()
         return {
             "mixer": self.mixer.state_dict(),
             "table": self.table.state_dict(),
             "baseline": self.baseline.detach().cpu(),
-            "estimator_generator": self.estimator_generator.get_state(),
+            "estimator_generator": estimator["state"],
+            "estimator_generator_device": estimator["device"],
             "shapley_started": self.shapley_started,
             "row_credit": self.row_credit,
         }
@@ -340,7 +348,9 @@ class ShapMixMethod(MixingMethod):
         self.mixer.load_state_dict(state["mixer"])
         self.table.load_state_dict(state["table"])
         self.baseline = state["baseline"].to(self.baseline.device)
-        self.estimator_generator.set_state(state["estimator_generator"])
+        self.estimator_stream.load_state_dict(
+            {"state": state["estimator_generator"], "device": state.get("estimator_generator_device", "cpu")}
+        )
         self.shapley_started = bool(state.get("shapley_started", False))
         self.row_credit = float(state.get("row_credit", 0.0))
 
@@ -372,10 +382,11 @@ class GLMCMethod(TrainingMethod):
 
     The re-sampled batch: every step draws as many samples as the ordinary batch from the
     training split, with replacement and weights ``n_c^-q`` (as the reference code's weighted
-    sampler), reads them and augments them with the training pipeline.  The index, augmentation
-    and mixing draws come from one CPU generator derived from ``(seed, epoch, rank)`` at the
+    sampler), reads them and augments them with the training pipeline.  The index draws come
+    from a CPU generator (the samples are read on the host), the augmentation and mixing draws
+    from a generator on the batch's device; both are derived from ``(seed, epoch, rank)`` at the
     first step of every epoch, so a resumed run repeats them exactly and DDP ranks draw
-    different batches.  The reference augments every image twice and mixes the two views; a
+    different batches.  On a CPU the two are one generator.  The reference augments every image twice and mixes the two views; a
     skeleton batch here is augmented once, and the global and local mixes of the same pair
     still differ.  GLMC defines its own losses (soft cross entropy on both classifiers), so
     the configured ``criterion`` is not used (the config requires ``loss.name=ce``).  The
@@ -423,29 +434,48 @@ class GLMCMethod(TrainingMethod):
         self.rank = rank
         self._epoch: int | None = None
         self._generator = torch.Generator()
+        self._device_generator: torch.Generator | None = None
+        self._device_epoch: int | None = None
 
     def epoch_generator(self, epoch: int) -> torch.Generator:
-        """The generator of this rank's draws, re-seeded from ``(seed, epoch, rank)`` when a new
-        epoch starts."""
+        """The CPU generator of this rank's index draws, re-seeded from ``(seed, epoch, rank)``
+        when a new epoch starts."""
         if epoch != self._epoch:
             self._generator.manual_seed(GLMC_EPOCH.derive(self.seed, epoch, self.rank))
             self._epoch = epoch
         return self._generator
 
-    def resampled_batch(self, size: int, device: torch.device, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """``size`` samples drawn with weights ``n_c^-q``, augmented: ``(x (size, C, T, V, M), y (size,))``."""
+    def draw_generator(self, epoch: int, device: torch.device) -> torch.Generator:
+        """The generator of this rank's augmentation and mixing draws on ``device``: on a CPU
+        :meth:`epoch_generator` itself, elsewhere a generator there seeded alike."""
+        if device.type == "cpu":
+            return self.epoch_generator(epoch)
+        generator = self._device_generator
+        if generator is None or epoch != self._device_epoch or generator.device != device:
+            generator = torch.Generator(device=device).manual_seed(GLMC_EPOCH.derive(self.seed, epoch, self.rank))
+            self._device_generator, self._device_epoch = generator, epoch
+        return generator
+
+    def resampled_batch(
+        self, size: int, device: torch.device, generator: torch.Generator, draws: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``size`` samples drawn with weights ``n_c^-q`` from the CPU ``generator``, read on the
+        host and augmented with ``draws`` (default: ``generator``): ``(x (size, C, T, V, M), y
+        (size,))`` on ``device``."""
         picked = torch.multinomial(self.sample_weights, size, replacement=True, generator=generator)
         batch = default_collate([self.split[i] for i in picked.tolist()])
-        x, _ = self.pipeline(batch.x.to(device), batch.length.to(device), generator)
+        augment = generator if draws is None else draws
+        x, _ = self.pipeline(batch.x.to(device), batch.length.to(device), augment)
         return x, batch.label.to(device)
 
     def training_loss(
         self, network: nn.Module, x: torch.Tensor, y: torch.Tensor, criterion: nn.Module, epoch: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
         generator = self.epoch_generator(epoch)
+        draws = self.draw_generator(epoch, x.device)
         n = len(y)
-        resampled, resampled_y = self.resampled_batch(n, x.device, generator)
-        mix = global_local_mix(x, resampled, self.alpha, generator)
+        resampled, resampled_y = self.resampled_batch(n, x.device, generator, draws)
+        mix = global_local_mix(x, resampled, self.alpha, draws)
         rebalanced, conventional, projection, prediction = network(
             torch.cat([mix.global_x, mix.local_x]), with_heads=True
         )

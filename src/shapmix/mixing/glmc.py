@@ -99,11 +99,13 @@ def global_local_mix(x: torch.Tensor, resampled: torch.Tensor, alpha: float, gen
     """Mix ``x`` with ``resampled`` (both ``(N, C, T, V, M)``, sample ``i`` with sample ``i``)
     globally and locally with one ratio ``lam_i ~ Beta(alpha, alpha)`` per pair.
 
-    Random draws come from the CPU ``generator``; the result is on ``x.device``.
+    Random draws come from ``generator``, on its device (best ``x``'s); the mixed batches are on
+    ``x.device``, the label shares on the generator's device.
     """
     if x.shape != resampled.shape or x.ndim != 5:
         raise ValueError(f"expected two batches of one shape (N, C, T, V, M), got {tuple(x.shape)} and {tuple(resampled.shape)}")
     n, _, t, v, _ = x.shape
+    device = generator.device
     lam = sample_mixing_ratio(n, alpha, generator)  # share of x, as GLMC's lam
     share = lam.to(device=x.device, dtype=x.dtype)[:, None, None, None, None]
     global_x = share * x + (1 - share) * resampled
@@ -112,9 +114,10 @@ def global_local_mix(x: torch.Tensor, resampled: torch.Tensor, alpha: float, gen
     side = (1 - lam).sqrt()
     frames = (side * t).round().long()
     joints = (side * v).round().long()
-    start = (torch.rand(n, generator=generator, dtype=torch.float64) * (t - frames + 1)).floor().long()
+    offset = torch.rand(n, generator=generator, dtype=torch.float64, device=device)
+    start = (offset * (t - frames + 1)).floor().long()
     start = torch.minimum(start, t - frames)
-    keys = torch.rand(n, v, generator=generator)
+    keys = torch.rand(n, v, generator=generator, device=device)
     joint_mask = keys.argsort(dim=1).argsort(dim=1) < joints[:, None]
     box = window_mask(start, frames, t)[:, :, None] & joint_mask[:, None, :]  # (N, T, V)
     local_x = torch.where(box.to(x.device)[:, None, :, :, None], resampled, x)

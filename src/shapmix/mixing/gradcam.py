@@ -127,6 +127,7 @@ def gradcam_part_scores(
     joint_maps = gradcam_joint_maps(model, x, y)
     if joint_maps.shape[1] != combinations.num_joints:
         raise ValueError(f"the model's features have {joint_maps.shape[1]} joints, the layout {combinations.num_joints}")
-    masks = combinations.joint_masks.to(device=joint_maps.device, dtype=joint_maps.dtype)
-    counts = combinations.joint_counts.to(device=joint_maps.device, dtype=joint_maps.dtype)
+    tables = combinations.to(joint_maps.device)
+    masks = tables.joint_masks.to(joint_maps.dtype)
+    counts = tables.joint_counts.to(joint_maps.dtype)
     return (joint_maps @ masks.T) / counts

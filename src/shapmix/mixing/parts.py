@@ -13,7 +13,8 @@ is written as a bitmask with bit ``p`` set when part ``p`` is present.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from itertools import combinations as _subsets
 
 import torch
@@ -49,7 +50,8 @@ class PartCombinations:
     """All combinations of ``min_parts..max_parts`` body parts of a layout, with their masks.
 
     Build with :meth:`from_layout`.  ``S`` is the number of combinations, ``P`` the number of
-    parts, ``V`` the number of joints.  All tensors live on the CPU; move what you need.
+    parts, ``V`` the number of joints.  All tensors live on the CPU; :meth:`to` gives the same
+    combinations on another device.
 
     Attributes:
         layout: the skeleton layout.
@@ -74,6 +76,8 @@ class PartCombinations:
     part_masks: torch.Tensor
     part_membership: torch.Tensor
     bitmasks: torch.Tensor
+    _on_devices: dict[torch.device, PartCombinations] = field(default_factory=dict, init=False, repr=False)
+    """Copies made by :meth:`to`, one per device."""
 
     @classmethod
     def from_layout(
@@ -125,6 +129,23 @@ class PartCombinations:
             part_membership=membership,
             bitmasks=bitmasks,
         )
+
+    def to(self, device: torch.device | str) -> PartCombinations:
+        """These combinations with every tensor on ``device``; the copy is made once per device
+        and reused, so a training step indexes the tables where its batch is without copying them
+        from the host each time."""
+        device = torch.device(device)
+        if device == self.joint_masks.device:
+            return self
+        copy = self._on_devices.get(device)
+        if copy is None:
+            tensors = {
+                item.name: getattr(self, item.name).to(device)
+                for item in dataclasses.fields(self)
+                if isinstance(getattr(self, item.name), torch.Tensor)
+            }
+            copy = self._on_devices[device] = dataclasses.replace(self, **tensors)
+        return copy
 
     def __len__(self) -> int:
         return len(self.combinations)

@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .stmix import MixInfo, Mixup, PartnerMode
+from .stmix import DeviceCopies, MixInfo, Mixup, PartnerMode
 
 __all__ = ["DEFAULT_REMIX_ALPHA", "DEFAULT_REMIX_KAPPA", "DEFAULT_REMIX_TAU", "Remix", "remix_label_ratio"]
 
@@ -90,13 +90,13 @@ class Remix(Mixup):
         if not 0 <= tau <= 1:
             raise ValueError(f"tau must be in [0, 1], got {tau}")
         self.class_counts = counts.clamp(min=1)
+        self._class_counts = DeviceCopies(self.class_counts)
         self.kappa = float(kappa)
         self.tau = float(tau)
 
     def mix_with_info(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, MixInfo]:
         x_mixed, _, info = super().mix_with_info(x, y)
-        labels = y.cpu()
-        label_lam = remix_label_ratio(
-            info.lam, self.class_counts[labels], self.class_counts[labels[info.partner]], self.kappa, self.tau
-        )
+        device = info.partner.device
+        counts, labels = self._class_counts.on(device), y.to(device)
+        label_lam = remix_label_ratio(info.lam, counts[labels], counts[labels[info.partner]], self.kappa, self.tau)
         return x_mixed, self._targets(x, y, info.partner, label_lam), info

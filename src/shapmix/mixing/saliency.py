@@ -198,6 +198,7 @@ class SaliencyTable:
         combinations: torch.Tensor,
         estimates: torch.Tensor,
         context: SumReducer | None = None,
+        mask: torch.Tensor | None = None,
     ) -> None:
         """Fold a batch of estimates into the table (see the module docstring for the rule).
 
@@ -207,14 +208,24 @@ class SaliencyTable:
             estimates: ``(N,)`` per-joint Shapley estimates.
             context: reduces the batch sums and counts over ranks (``all_reduce_sum``); ``None``
                 for a single process.  Every rank must call ``update`` at the same steps.
+            mask: ``(N,)`` bool, which estimates count (the others change nothing); ``None``:
+                all.  Lets a caller pass a batch of fixed size instead of selecting rows, which
+                on a GPU would make the host wait for the selection's size.
         """
         if not labels.shape == combinations.shape == estimates.shape or labels.ndim != 1:
             raise ValueError("labels, combinations and estimates must be (N,) tensors of the same shape")
+        if mask is not None and mask.shape != labels.shape:
+            raise ValueError(f"mask must have the estimates' shape {tuple(labels.shape)}, got {tuple(mask.shape)}")
         device = estimates.device
         cell = labels.to(device) * self.num_combinations + combinations.to(device)
+        sums = estimates.to(torch.float32)
+        numbers = torch.ones_like(estimates, dtype=torch.float32)
+        if mask is not None:
+            mask = mask.to(device)
+            sums, numbers = torch.where(mask, sums, 0.0), mask.to(torch.float32)
         stats = torch.zeros(2, self.values.numel(), dtype=torch.float32, device=device)
-        stats[0].index_add_(0, cell, estimates.to(torch.float32))
-        stats[1].index_add_(0, cell, torch.ones_like(estimates, dtype=torch.float32))
+        stats[0].index_add_(0, cell, sums)
+        stats[1].index_add_(0, cell, numbers)
         if context is not None:
             context.all_reduce_sum(stats)
         stats = stats.to(self.device).reshape(2, *self.values.shape)

@@ -31,7 +31,8 @@ from math import factorial
 import torch
 from torch import nn
 
-from ..skeleton.layouts import Layout
+from ..seeds import draw_device
+from ..skeleton.layouts import Layout, get_layout
 from .parts import PartCombinations, part_joint_masks
 from .saliency import SumReducer
 
@@ -124,6 +125,22 @@ def _merged_player_weights(num_players: int, groups: tuple[int, ...]) -> torch.T
     return weights.T.contiguous()
 
 
+@cache
+def _merged_player_terms_on(
+    num_players: int, groups: tuple[int, ...], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`_merged_player_terms` on ``device``, copied there once (a training step must not
+    wait for the same host-to-device copy every time; callers must not modify the results)."""
+    with_group, without_group, weights = _merged_player_terms(num_players, groups)
+    return with_group.to(device), without_group.to(device), weights.to(device)
+
+
+@cache
+def _merged_player_weights_on(num_players: int, groups: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """:func:`_merged_player_weights` on ``device``, copied there once."""
+    return _merged_player_weights(num_players, groups).to(device)
+
+
 def _apply_weights(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     result = values.to(torch.float64) @ weights.to(values.device)
     return result.to(values.dtype) if values.is_floating_point() else result
@@ -140,7 +157,7 @@ def shapley_values(values: torch.Tensor) -> torch.Tensor:
     """
     num_players = _num_players(values.shape[-1])
     groups = tuple(1 << player for player in range(num_players))
-    return _apply_weights(values, _merged_player_weights(num_players, groups))
+    return _apply_weights(values, _merged_player_weights_on(num_players, groups, values.device))
 
 
 def combination_shapley_values(
@@ -159,7 +176,7 @@ def combination_shapley_values(
         combinations = combinations.combinations
     num_players = _num_players(values.shape[-1])
     groups = tuple(sum(1 << player for player in set(combo)) for combo in combinations)
-    return _apply_weights(values, _merged_player_weights(num_players, groups))
+    return _apply_weights(values, _merged_player_weights_on(num_players, groups, values.device))
 
 
 def clipped_combination_shapley_values(
@@ -181,7 +198,7 @@ def clipped_combination_shapley_values(
         combinations = combinations.combinations
     num_players = _num_players(values.shape[-1])
     groups = tuple(sum(1 << player for player in set(combo)) for combo in combinations)
-    with_group, without_group, weights = (t.to(values.device) for t in _merged_player_terms(num_players, groups))
+    with_group, without_group, weights = _merged_player_terms_on(num_players, groups, values.device)
     worths = values.to(torch.float64)
     marginal = worths[..., with_group] - worths[..., without_group]  # (..., S, 2**(P-1))
     return (marginal.clamp(min=0.0) * weights).sum(dim=-1)
@@ -196,6 +213,19 @@ def coalition_joint_masks(layout: str | Layout) -> torch.Tensor:
     num_parts = part_masks.shape[0]
     bits = (torch.arange(2**num_parts)[:, None] >> torch.arange(num_parts)[None, :]) & 1
     return (bits @ part_masks.to(torch.int64)).bool()
+
+
+_COALITION_MASKS_ON: dict[tuple[tuple[int, ...], int, torch.device], torch.Tensor] = {}
+""":func:`coalition_joint_masks` per (joint-to-part map, number of parts, device), made once."""
+
+
+def _coalition_joint_masks_on(layout: Layout, device: torch.device) -> torch.Tensor:
+    """:func:`coalition_joint_masks` on ``device``, copied there once per layout."""
+    key = (tuple(layout.part_of_joint), layout.num_parts, device)
+    masks = _COALITION_MASKS_ON.get(key)
+    if masks is None:
+        masks = _COALITION_MASKS_ON[key] = coalition_joint_masks(layout).to(device)
+    return masks
 
 
 def mask_parts(x: torch.Tensor, keep: torch.Tensor, baseline: torch.Tensor) -> torch.Tensor:
@@ -239,26 +269,15 @@ def _masked_probabilities(
     """``(2N,)`` true-class probabilities of ``x`` masked by each row of ``keep`` ``(2N, V)``
     (rows ``n`` and ``N + n`` belong to sample ``n``), in one eval-mode, no-grad forward pass.
 
-    A row that keeps no joint is the baseline itself, whatever the sample: all such rows (the
-    empty coalitions, about 3 in 10 draws) share ONE forward of the baseline.  In eval mode a
-    sample's output does not depend on the rest of the batch, so this changes no value.
+    Every row is evaluated, also those that keep no joint (the empty coalitions, about 3 in 10
+    second rows), which are the baseline itself: leaving them out would make the batch's size
+    depend on the draws, which a GPU can only tell by making the host wait for it.
     """
     num_samples = x.shape[0]
     sample_of_row = torch.arange(2 * num_samples, device=x.device) % num_samples
-    labels = y[sample_of_row]
-    empty = ~keep.any(dim=1)
-    rows = torch.nonzero(~empty).squeeze(1)
-    inputs = mask_parts(x[sample_of_row[rows]], keep[rows], baseline)
-    share_baseline = bool(empty.any())
-    if share_baseline:
-        inputs = torch.cat([inputs, baseline.to(device=x.device, dtype=x.dtype)[None]])
+    inputs = mask_parts(x[sample_of_row], keep, baseline)
     with evaluation_mode(model):
-        probs = torch.softmax(model(inputs).float(), dim=1)
-    result = torch.empty(2 * num_samples, device=x.device, dtype=probs.dtype)
-    result[rows] = probs[: len(rows)].gather(1, labels[rows][:, None]).squeeze(1)
-    if share_baseline:
-        result[empty] = probs[-1, labels[empty]]
-    return result
+        return _true_class_probability(model, inputs, y[sample_of_row])
 
 
 def coalition_values(
@@ -287,7 +306,7 @@ def coalition_values(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    keep = coalition_joint_masks(layout).to(x.device)
+    keep = _coalition_joint_masks_on(get_layout(layout), x.device)
     num_coalitions = keep.shape[0]
     y = y.to(x.device)
     flat = torch.arange(x.shape[0] * num_coalitions, device=x.device)
@@ -328,16 +347,20 @@ def _draw_coalitions(
     ``T`` in Eq. 2, so ``v(S u T) - v(T)`` is an unbiased estimate of ``phi(S)``.
 
     Args:
-        in_combination: ``(N, P)`` bool, the parts of each sample's ``S`` (CPU).
+        in_combination: ``(N, P)`` bool, the parts of each sample's ``S``.
+        generator: where the draws come from (``None``: torch's default one of the device).
 
     Returns:
-        ``(N, P)`` bool, the parts of each sample's ``T`` (CPU).
+        ``(N, P)`` bool, the parts of each sample's ``T``, on ``in_combination``'s device (the
+        draws happen on the generator's).
     """
     num_samples, num_parts = in_combination.shape
+    device = draw_device(generator, in_combination.device)
     outside = num_parts - in_combination.sum(dim=1)
-    size = (torch.rand(num_samples, generator=generator) * (outside + 1)).floor().long()
+    fraction = torch.rand(num_samples, generator=generator, device=device).to(outside.device)
+    size = (fraction * (outside + 1)).floor().long()
     size = torch.minimum(size, outside)
-    keys = torch.rand(num_samples, num_parts, generator=generator)
+    keys = torch.rand(num_samples, num_parts, generator=generator, device=device).to(outside.device)
     keys = keys.masked_fill(in_combination, _OUTSIDE_KEY)
     rank = keys.argsort(dim=1).argsort(dim=1)
     return rank < size[:, None]
@@ -378,7 +401,8 @@ def estimate_combination_shapley(
         baseline: ``(C, T, V, M)`` replacement for absent parts, in the model's input space.
         combinations: the combinations (and part masks) of the model's layout.
         combination: optional ``(N,)`` int64 fixed combination index per sample.
-        generator: CPU random generator for ``S`` and ``T`` (``None``: torch's global one).
+        generator: random generator for ``S`` and ``T``, best on ``x``'s device (``None``:
+            torch's default generator of ``x``'s device).
         clip: clip marginal contributions at 0 before normalising.
         naive: use ``T = empty`` instead of a random coalition.
 
@@ -386,33 +410,32 @@ def estimate_combination_shapley(
         :class:`ShapleyEstimate` with tensors on ``x.device``.
     """
     num_samples = x.shape[0]
+    device = x.device
     if combination is None:
-        combination = torch.randint(len(combinations), (num_samples,), generator=generator)
-    combination = combination.to("cpu", torch.int64)
+        draw_on = draw_device(generator, device)
+        combination = torch.randint(len(combinations), (num_samples,), generator=generator, device=draw_on)
+    combination = combination.to(device, torch.int64)
     if combination.shape != (num_samples,):
         raise ValueError(f"combination must have shape ({num_samples},), got {tuple(combination.shape)}")
-    in_combination = combinations.part_membership[combination]
+    tables = combinations.to(device)
+    in_combination = tables.part_membership[combination]
     if naive:
         in_coalition = torch.zeros_like(in_combination)
     else:
         in_coalition = _draw_coalitions(in_combination, generator)
 
-    part_masks = combinations.part_masks.to(torch.float32)
+    part_masks = tables.part_masks.to(torch.float32)
     keep_with = ((in_combination | in_coalition).float() @ part_masks).bool()
     keep_without = (in_coalition.float() @ part_masks).bool()
-    keep = torch.cat([keep_with, keep_without]).to(x.device)
-    probs = _masked_probabilities(model, x, y.to(x.device), keep, baseline)
+    keep = torch.cat([keep_with, keep_without])
+    probs = _masked_probabilities(model, x, y.to(device), keep, baseline)
     marginal = probs[:num_samples] - probs[num_samples:]
     if clip:
         marginal = marginal.clamp(min=0.0)
-    joints = combinations.joint_counts[combination].to(device=x.device, dtype=marginal.dtype)
-    powers = 2 ** torch.arange(combinations.num_parts)
+    joints = tables.joint_counts[combination].to(dtype=marginal.dtype)
+    powers = 2 ** torch.arange(combinations.num_parts, device=device)
     coalitions = (in_coalition.long() * powers).sum(dim=1)
-    return ShapleyEstimate(
-        values=marginal / joints,
-        combinations=combination.to(x.device),
-        coalitions=coalitions.to(x.device),
-    )
+    return ShapleyEstimate(values=marginal / joints, combinations=combination, coalitions=coalitions)
 
 
 def exact_combination_rows(
@@ -451,7 +474,7 @@ def exact_combination_rows(
         values = clipped_combination_shapley_values(worths, combinations)
     else:
         values = combination_shapley_values(worths.to(torch.float64), combinations)
-    joints = combinations.joint_counts.to(device=values.device, dtype=torch.float64)
+    joints = combinations.to(values.device).joint_counts.to(torch.float64)
     return (values / joints).float()
 
 
@@ -470,23 +493,31 @@ def least_estimated_classes(
         row_counts: ``(K,)`` updates of each class's row so far (e.g. ``counts.sum(1)``).
         labels: ``(N,)`` int64 classes of the batch.
         number: how many samples to choose (at most one per class present).
-        generator: CPU generator for the ties and the sample within a class.
+        generator: generator for the ties and the sample within a class (``None``: torch's
+            default generator of ``labels``' device).
 
     Returns:
-        ``(min(number, classes present),)`` int64 batch indices (CPU), fewest updates first.
+        ``(chosen, picked)``, each ``(min(number, N),)`` on ``labels``' device: int64 batch
+        indices, the classes' picks first, fewest updates first, and bool, whether the index is
+        its class's pick.  When fewer than ``number`` classes are present the remaining indices
+        are other samples (``picked`` false), to be ignored: a size that depended on the labels
+        would make a GPU step wait for the host to learn it.
     """
-    labels = labels.to("cpu", torch.int64)
+    device = labels.device
+    draw_on = draw_device(generator, device)
+    labels = labels.to(torch.int64)
     # A uniform key in [0, 1) below the integer counts breaks ties between classes at random.
-    class_keys = row_counts.to("cpu", torch.float64) + torch.rand(
-        row_counts.shape, generator=generator, dtype=torch.float64
-    )
+    tie_break = torch.rand(row_counts.shape, generator=generator, dtype=torch.float64, device=draw_on)
+    class_keys = row_counts.to(device, torch.float64) + tie_break.to(device)
     # Shuffle, then sort stably by class key: each class forms one run in random inner order,
     # and the first sample of a run is that class's pick.
-    shuffled = torch.randperm(labels.numel(), generator=generator)
+    shuffled = torch.randperm(labels.numel(), generator=generator, device=draw_on).to(device)
     order = shuffled[class_keys[labels[shuffled]].argsort(stable=True)]
-    first_of_class = torch.ones(order.shape, dtype=torch.bool)
+    first_of_class = torch.ones(order.shape, dtype=torch.bool, device=device)
     first_of_class[1:] = labels[order[1:]] != labels[order[:-1]]
-    return order[first_of_class][:number]
+    # The picks first, in their order (a stable sort on "not a pick"), then the other samples.
+    ranked = (~first_of_class).to(torch.int32).argsort(stable=True)[:number]
+    return order[ranked], first_of_class[ranked]
 
 
 def class_balanced_subset(
@@ -508,22 +539,25 @@ def class_balanced_subset(
         labels: ``(N,)`` int64 class of each sample (any device).
         class_counts: ``(K,)`` training samples per class (a zero count is treated as 1).
         budget: number of samples to choose; ``>= N`` chooses all.
-        generator: CPU generator for the draw (``None``: torch's global one).
+        generator: generator for the draw (``None``: torch's default generator of ``labels``'
+            device).
 
     Returns:
         ``(min(budget, N),)`` int64 indices into the batch, on ``labels``'s device, in batch order.
+        Pass ``class_counts`` on that device too, so that nothing is copied from the host.
     """
     num_samples = labels.shape[0]
+    device = labels.device
     if budget >= num_samples:
-        return torch.arange(num_samples, device=labels.device)
+        return torch.arange(num_samples, device=device)
     if budget < 1:
         raise ValueError(f"budget must be positive, got {budget}")
-    counts = class_counts.to("cpu", torch.float64).clamp(min=1.0)[labels.to("cpu")]
+    counts = class_counts.to(device, torch.float64).clamp(min=1.0)[labels]
     # Weighted sampling without replacement as top-k of log-weight + Gumbel noise.
-    uniform = torch.rand(num_samples, generator=generator, dtype=torch.float64)
+    draw_on = draw_device(generator, device)
+    uniform = torch.rand(num_samples, generator=generator, dtype=torch.float64, device=draw_on).to(device)
     keys = -counts.log() - torch.log(-torch.log(uniform.clamp(min=1e-300)))
-    chosen = keys.topk(budget).indices.sort().values
-    return chosen.to(labels.device)
+    return keys.topk(budget).indices.sort().values
 
 
 def least_estimated_combinations(
@@ -539,16 +573,19 @@ def least_estimated_combinations(
     Args:
         counts: ``(K, S)`` updates per cell (:attr:`SaliencyTable.counts`).
         labels: ``(N,)`` int64 classes.
-        generator: CPU generator for tie-breaking.
+        generator: generator for tie-breaking (``None``: torch's default generator of
+            ``labels``' device).
 
     Returns:
-        ``(N,)`` int64 combination indices (CPU).
+        ``(N,)`` int64 combination indices, on ``labels``' device.
     """
-    per_sample = counts.to("cpu", torch.float64)[labels.to("cpu")]
+    device = labels.device
+    per_sample = counts.to(device, torch.float64)[labels]
     # A uniform key in [0, 1) below the integer counts breaks ties at random, so samples of one
     # class in one batch spread over its least-updated cells.
-    keys = per_sample + torch.rand(per_sample.shape, generator=generator, dtype=torch.float64)
-    return keys.argmin(dim=1)
+    draw_on = draw_device(generator, device)
+    tie_break = torch.rand(per_sample.shape, generator=generator, dtype=torch.float64, device=draw_on)
+    return (per_sample + tie_break.to(device)).argmin(dim=1)
 
 
 # --------------------------------------------------------------------------- baseline

@@ -34,16 +34,18 @@ from .stmix import (
     DEFAULT_P_MIXUP,
     DEFAULT_SEGMENT_FRAMES,
     DEFAULT_WINDOW_FRACTION,
+    DeviceCopies,
     DonorResize,
     DrawMode,
     PartnerMode,
     STMix,
 )
 
-__all__ = ["ClassScores", "Guidance", "ShapMix"]
+__all__ = ["ClassScores", "Guidance", "ShapMix", "draw_categorical"]
 
 ClassScores = Callable[[torch.Tensor], torch.Tensor]
-"""Maps classes ``(N,)`` int64 (CPU) to per-combination scores ``(N, S)`` (higher = more salient)."""
+"""Maps classes ``(N,)`` int64 to per-combination scores ``(N, S)`` (higher = more salient); the
+classes are on the device the mixer draws on, and scores anywhere are moved there."""
 
 Guidance = Literal["shapley", "random"] | ClassScores
 
@@ -118,6 +120,7 @@ class ShapMix(STMix):
                 f"expected {num_classes} x {len(self.combinations)}"
             )
         self.class_counts = counts
+        self._class_counts = DeviceCopies(counts)
         self.table = table
         self.tau = float(tau)
         self.guidance = guidance
@@ -132,41 +135,60 @@ class ShapMix(STMix):
             raise ValueError("guidance 'shapley' needs a SaliencyTable")
 
     def class_scores(self, classes: torch.Tensor) -> torch.Tensor:
-        """Per-combination scores of each class: ``(N,)`` int64 -> ``(N, S)`` float32 (CPU)."""
+        """Per-combination scores of each class: ``(N,)`` int64 -> ``(N, S)`` float32 on
+        ``classes``' device (the table is read where it lives, never copied to the host)."""
         self._check_guidance()
         if callable(self.guidance):
             scores = self.guidance(classes)
         elif self.guidance == "shapley":
             scores = self.table.values[classes.to(self.table.device)]
         else:
-            scores = torch.zeros(classes.shape[0], len(self.combinations))
-        scores = scores.detach().to("cpu", torch.float32)
+            scores = torch.zeros(classes.shape[0], len(self.combinations), device=classes.device)
+        scores = scores.detach().to(classes.device, torch.float32)
         if scores.shape != (classes.shape[0], len(self.combinations)):
             raise ValueError(f"guidance returned scores of shape {tuple(scores.shape)}, expected "
                              f"({classes.shape[0]}, {len(self.combinations)})")
         return scores
 
     def policy(self, classes: torch.Tensor) -> torch.Tensor:
-        """``P_c = softmax(scores[c] / tau)`` of each class: ``(N,)`` int64 -> ``(N, S)`` float64 (CPU)."""
+        """``P_c = softmax(scores[c] / tau)`` of each class: ``(N,)`` int64 -> ``(N, S)`` float64,
+        on ``classes``' device."""
         return sampling_distribution(self.class_scores(classes), self.tau)
 
     def choose_combinations(self, y: torch.Tensor, partner: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The tail-aware policy (module docstring).
 
         Args:
-            y: ``(N,)`` int64 labels (CPU).
-            partner: ``(N,)`` int64 source index of each target (CPU).
+            y: ``(N,)`` int64 labels, on the device the mixer draws on (its generator's).
+            partner: ``(N,)`` int64 source index of each target, on the same device.
 
         Returns:
-            ``(sampled, pasted)`` ``(N,)`` int64 (CPU): the salient combination drawn from the
-            tail class's distribution, and the pasted one (``sampled`` when the target is the
-            head, its complement otherwise).
+            ``(sampled, pasted)`` ``(N,)`` int64 on that device: the salient combination drawn
+            from the tail class's distribution, and the pasted one (``sampled`` when the target
+            is the head, its complement otherwise).
         """
         if self.guidance == "random" and self.draw == "per_batch":
             return super().choose_combinations(y, partner)
+        device = y.device
+        counts = self._class_counts.on(device)
         source_label = y[partner]
-        target_is_head = self.class_counts[y] > self.class_counts[source_label]
+        target_is_head = counts[y] > counts[source_label]
         tail_class = torch.where(target_is_head, source_label, y)
-        sampled = torch.multinomial(self.policy(tail_class), 1, generator=self.generator).squeeze(1)
-        pasted = torch.where(target_is_head, sampled, self.combinations.complement[sampled])
+        sampled = draw_categorical(self.policy(tail_class), self.stream.on(device))
+        pasted = torch.where(target_is_head, sampled, self.combinations.to(device).complement[sampled])
         return sampled, pasted
+
+
+def draw_categorical(probabilities: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One index per row, drawn with the row's probabilities: ``(N, S)`` -> ``(N,)`` int64.
+
+    ``argmax_s p_s / E_s`` with ``E_s ~ Exp(1)`` is ``s`` with probability ``p_s`` (the
+    exponential race).  It is what ``torch.multinomial(p, 1)`` computes, from the same draws, so
+    on a CPU both give the same index and leave the generator in the same state; unlike
+    ``multinomial`` it does not read the probabilities back to the host to validate them, so it
+    never makes a GPU step wait.  The draws happen on the generator's device; the result is on
+    ``probabilities``' device.
+    """
+    race = torch.empty(probabilities.shape, dtype=probabilities.dtype, device=generator.device)
+    race.exponential_(1, generator=generator)
+    return (probabilities / race.to(probabilities.device)).argmax(dim=1)

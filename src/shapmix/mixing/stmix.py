@@ -18,10 +18,12 @@ share (``x * lam + x.flip(0) * (1 - lam)``): timm's ``lam`` is ``1 - lam`` here.
 CutMix and ST-Mix, whose ratio is the share of the sample that the partner's pasted content
 covers (ST-Mix: window frames x mixed joints / (T x V)).
 
-Everything is vectorised over the batch.  Random parameters are drawn on the CPU from the
-mixer's own :class:`torch.Generator` (so a seed gives the same output on any device) and then
-moved to ``x.device``.  ST-Mix draws them per sample, as the paper describes; ``draw="per_batch"``
-draws them once for the whole batch, as the authors' code does (:data:`DrawMode`).
+Everything is vectorised over the batch, on the batch's device, without reading anything back
+to the host.  Random parameters come from the mixer's own :class:`torch.Generator`, made on the
+device of the first batch the mixer mixes (:class:`~shapmix.seeds.DeviceGenerator`; on a CPU
+exactly the CPU generator of the mixer's seed).  ST-Mix draws them per sample, as the paper
+describes; ``draw="per_batch"`` draws them once for the whole batch, as the authors' code does
+(:data:`DrawMode`).
 :meth:`BatchMixer.mix_with_info` also returns a :class:`MixInfo` with the drawn parameters (for
 tests, logging and analysis).
 """
@@ -35,6 +37,7 @@ from typing import Any, Literal
 import torch
 
 from ..data.transforms import RESIZE_MODES, ResizeMode, resize_source_frames
+from ..seeds import DeviceGenerator
 from ..skeleton.layouts import Layout, get_layout
 from .parts import DEFAULT_MAX_PARTS, DEFAULT_MIN_PARTS, PartCombinations
 
@@ -53,8 +56,9 @@ __all__ = [
     "Mixup",
     "PartnerMode",
     "STMix",
+    "DeviceCopies",
     "draw_partners",
-    "make_generator",
+    "make_stream",
     "mixed_targets",
     "paste_resized",
     "sample_mixing_ratio",
@@ -94,42 +98,60 @@ e.g. ``0.3 * 10`` counts as 3 segments, not 4."""
 # --------------------------------------------------------------------------- random parameters
 
 
-def make_generator(generator: torch.Generator | None = None, seed: int | None = None) -> torch.Generator:
-    """The CPU generator a mixer draws from: ``generator`` itself, or a new one seeded with
-    ``seed`` (or with a seed drawn from torch's global generator when both are ``None``)."""
+def make_stream(generator: torch.Generator | None = None, seed: int | None = None, name: str = "a mixer") -> DeviceGenerator:
+    """The random stream a mixer draws from: ``generator`` itself (on whatever device it lives),
+    or a stream seeded with ``seed`` (or with a seed drawn from torch's global generator when
+    both are ``None``) whose generator is made on the device of the first batch."""
     if generator is not None:
         if seed is not None:
             raise ValueError("pass either generator or seed, not both")
-        if generator.device.type != "cpu":
-            raise ValueError(f"the generator must be a CPU generator, got one on {generator.device}")
-        return generator
+        return DeviceGenerator(generator=generator, name=name)
     if seed is None:
         seed = int(torch.randint(2**62, (1,)).item())
-    return torch.Generator().manual_seed(seed)
+    return DeviceGenerator(seed, name=name)
+
+
+class DeviceCopies:
+    """A constant tensor and its copies on the devices it is used on, each made once: a copy to
+    a GPU is a host-to-device transfer, which a training step must not wait for every time."""
+
+    def __init__(self, tensor: torch.Tensor) -> None:
+        self.tensor = tensor
+        self._copies = {tensor.device: tensor}
+
+    def on(self, device: torch.device) -> torch.Tensor:
+        """The tensor on ``device``."""
+        copy = self._copies.get(device)
+        if copy is None:
+            copy = self._copies[device] = self.tensor.to(device)
+        return copy
 
 
 def _uniform_int(low: torch.Tensor, high: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Per-element integers uniform in ``low..high`` (inclusive), ``(N,)`` int64 on the CPU."""
-    draw = torch.rand(low.shape, generator=generator, dtype=torch.float64)
+    """Per-element integers uniform in ``low..high`` (inclusive), ``(N,)`` int64 on the
+    generator's device (where ``low`` and ``high`` must be)."""
+    draw = torch.rand(low.shape, generator=generator, dtype=torch.float64, device=generator.device)
     span = (high - low + 1).to(torch.float64)
     return low + torch.minimum((draw * span).floor().long(), high - low)
 
 
 def draw_partners(num_samples: int, generator: torch.Generator, mode: PartnerMode = "shift") -> torch.Tensor:
-    """Partner index of every sample: ``(N,)`` int64 on the CPU, no fixed points when ``N > 1``.
+    """Partner index of every sample: ``(N,)`` int64 on the generator's device, no fixed points
+    when ``N > 1``.
 
     ``"shift"`` pairs ``i`` with ``(i + k) mod N`` for one random ``k`` in ``1..N-1``.
     ``"cycle"`` draws a random order ``o`` and pairs ``o[r]`` with ``o[r + 1]`` (cyclically).
     A batch of one sample is paired with itself.
     """
-    index = torch.arange(num_samples)
+    device = generator.device
+    index = torch.arange(num_samples, device=device)
     if num_samples == 1:
         return index
     if mode == "shift":
-        shift = torch.randint(1, num_samples, (1,), generator=generator)
+        shift = torch.randint(1, num_samples, (1,), generator=generator, device=device)
         return (index + shift) % num_samples
     if mode == "cycle":
-        order = torch.randperm(num_samples, generator=generator)
+        order = torch.randperm(num_samples, generator=generator, device=device)
         partner = torch.empty_like(order)
         partner[order] = order.roll(-1)
         return partner
@@ -142,14 +164,16 @@ def _check_alpha(alpha: float | None) -> None:
 
 
 def sample_mixing_ratio(num_samples: int, alpha: float | None, generator: torch.Generator) -> torch.Tensor:
-    """``(N,)`` float64 ratios: ``Beta(alpha, alpha)``, or ``U(0, 1)`` when ``alpha`` is ``None``.
+    """``(N,)`` float64 ratios: ``Beta(alpha, alpha)``, or ``U(0, 1)`` when ``alpha`` is ``None``,
+    on the generator's device.
 
     The Beta draw is ``G1 / (G1 + G2)`` with ``G1, G2 ~ Gamma(alpha)`` from the generator.
     """
     _check_alpha(alpha)
+    device = generator.device
     if alpha is None:
-        return torch.rand(num_samples, generator=generator, dtype=torch.float64)
-    shape = torch.full((2, num_samples), float(alpha), dtype=torch.float64)
+        return torch.rand(num_samples, generator=generator, dtype=torch.float64, device=device)
+    shape = torch.full((2, num_samples), float(alpha), dtype=torch.float64, device=device)
     gammas = torch._standard_gamma(shape, generator=generator)
     total = gammas.sum(dim=0).clamp(min=torch.finfo(torch.float64).tiny)
     return gammas[0] / total
@@ -170,9 +194,14 @@ def mixed_targets(
         ``(N, K)`` of ``dtype``; each row sums to 1.
     """
     lam = lam.to(dtype)[:, None]
-    own = torch.nn.functional.one_hot(y, num_classes).to(dtype)
-    other = torch.nn.functional.one_hot(y[partner], num_classes).to(dtype)
-    return (1 - lam) * own + lam * other
+    return (1 - lam) * _one_hot(y, num_classes, dtype) + lam * _one_hot(y[partner], num_classes, dtype)
+
+
+def _one_hot(labels: torch.Tensor, num_classes: int, dtype: torch.dtype) -> torch.Tensor:
+    """``(N, K)`` one-hot rows of ``dtype``.  A scatter rather than ``F.one_hot``, which on some
+    devices reads the labels' range back to the host to check it."""
+    rows = torch.zeros(labels.shape[0], num_classes, dtype=dtype, device=labels.device)
+    return rows.scatter_(1, labels[:, None], 1)
 
 
 def window_mask(start: torch.Tensor, length: torch.Tensor, num_frames: int) -> torch.Tensor:
@@ -207,31 +236,32 @@ def paste_resized(
         window_start, window_length: ``(N,)`` int64 target window in frames (length >= 1).
         donor_start, donor_length: ``(N,)`` int64 donor clip in frames (length >= 1).
         resize: ``"linear"`` or ``"nearest"`` (:data:`DonorResize`).
-        All index tensors may live on any device; the result is on ``x.device``.
+        All index tensors may live on any device (best: ``x.device``, then nothing is copied);
+        the result is on ``x.device``.
 
     Returns:
         ``(N, C, T, V, M)``, a new tensor.
     """
     n, c, t, v, m = x.shape
-    window_start, window_length = window_start.cpu(), window_length.cpu()
-    donor_start, donor_length = donor_start.cpu(), donor_length.cpu()
-    # Source frame of every output frame, on the CPU; frames outside the window are not pasted.
-    offset = torch.arange(t, dtype=torch.float64)[None, :] - window_start[:, None]
+    device = x.device
+    window_start, window_length, donor_start, donor_length = (
+        index.to(device) for index in (window_start, window_length, donor_start, donor_length)
+    )
+    # Source frame of every output frame; frames outside the window are not pasted.
+    offset = torch.arange(t, dtype=torch.float64, device=device)[None, :] - window_start[:, None]
     lower, upper, weight = resize_source_frames(offset, donor_length, window_length, resize)
     inside = window_mask(window_start, window_length, t)
     lower = torch.where(inside, lower + donor_start[:, None], 0)
     upper = torch.where(inside, upper + donor_start[:, None], 0)
-
-    device = x.device
     donor = x[partner.to(device)]
 
     def frames(index: torch.Tensor) -> torch.Tensor:
-        index = index.to(device)[:, None, :, None, None].expand(n, c, t, v, m)
+        index = index[:, None, :, None, None].expand(n, c, t, v, m)
         return torch.gather(donor, 2, index)
 
-    weight = weight.to(device=device, dtype=x.dtype)[:, None, :, None, None]
+    weight = weight.to(dtype=x.dtype)[:, None, :, None, None]
     resized = frames(lower) * (1 - weight) + frames(upper) * weight
-    mask = inside.to(device)[:, None, :, None, None] & joint_mask.to(device)[:, None, None, :, None]
+    mask = inside[:, None, :, None, None] & joint_mask.to(device)[:, None, None, :, None]
     return torch.where(mask, resized, x)
 
 
@@ -240,7 +270,8 @@ def paste_resized(
 
 @dataclass(frozen=True)
 class MixInfo:
-    """The parameters a mixer drew for one batch (all ``(N,)`` unless stated, on the CPU).
+    """The parameters a mixer drew for one batch (all ``(N,)`` unless stated, on the device of
+    the mixer's generator: the batch's, unless a generator elsewhere was given).
 
     Attributes:
         partner: int64, the partner ``j`` of each sample.
@@ -280,8 +311,10 @@ class BatchMixer:
     Args:
         num_classes: ``K``, the width of the soft targets.
         partner: how partners are drawn (see :data:`PartnerMode`).
-        generator: CPU generator to draw from (exclusive with ``seed``).
-        seed: seed of a new generator.
+        generator: generator to draw from, on any device (exclusive with ``seed``; the draws
+            are moved to the batch's device when it is elsewhere).
+        seed: seed of the mixer's own generator, made on the device of the first batch
+            (:class:`~shapmix.seeds.DeviceGenerator`).
     """
 
     def __init__(
@@ -297,7 +330,17 @@ class BatchMixer:
             raise ValueError(f"unknown partner mode {partner!r}; use 'shift' or 'cycle'")
         self.num_classes = num_classes
         self.partner = partner
-        self.generator = make_generator(generator, seed)
+        self.stream = make_stream(generator, seed, f"the {type(self).__name__} mixer")
+
+    @property
+    def generator(self) -> torch.Generator:
+        """The generator the mixer draws from now (:attr:`DeviceGenerator.current`)."""
+        return self.stream.current
+
+    def _generator_for(self, x: torch.Tensor) -> torch.Generator:
+        """The generator that draws this batch's parameters: on ``x``'s device unless a
+        generator elsewhere was given."""
+        return self.stream.on(x.device)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x`` ``(N, C, T, V, M)``, ``y`` ``(N,)`` -> ``(x_mixed (N, C, T, V, M), targets (N, K))``."""
@@ -313,11 +356,14 @@ class BatchMixer:
         return mixed_targets(y, partner.to(y.device), lam.to(dtype).to(y.device), self.num_classes, dtype)
 
     def state_dict(self) -> dict[str, Any]:
-        """The generator's state (a uint8 tensor), so a resumed run draws the same numbers."""
-        return {"generator": self.generator.get_state()}
+        """The generator's state (a CPU uint8 tensor) and its device type, so a resumed run
+        draws the same numbers (:meth:`DeviceGenerator.state_dict`)."""
+        stream = self.stream.state_dict()
+        return {"generator": stream["state"], "generator_device": stream["device"]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"])
+        """Restore :meth:`state_dict` (a state without a device type is a CPU generator's)."""
+        self.stream.load_state_dict({"state": state["generator"], "device": state.get("generator_device", "cpu")})
 
 
 def _global_mix(x: torch.Tensor, partner: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
@@ -354,20 +400,21 @@ class Mixup(_RatioMixer):
     def mix_with_info(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, MixInfo]:
         _check_batch(x, y)
         n, _, _, v, _ = x.shape
-        partner = draw_partners(n, self.generator, self.partner)
-        lam = sample_mixing_ratio(n, self.alpha, self.generator)
-        zeros = torch.zeros(n, dtype=torch.int64)
+        g = self._generator_for(x)
+        partner = draw_partners(n, g, self.partner)
+        lam = sample_mixing_ratio(n, self.alpha, g)
+        zeros = torch.zeros(n, dtype=torch.int64, device=g.device)
         info = MixInfo(
             partner=partner,
             lam=lam,
-            global_mix=torch.ones(n, dtype=torch.bool),
-            joint_mask=torch.zeros(n, v, dtype=torch.bool),
+            global_mix=torch.ones(n, dtype=torch.bool, device=g.device),
+            joint_mask=torch.zeros(n, v, dtype=torch.bool, device=g.device),
             window_start=zeros,
             window_length=zeros,
             donor_start=zeros,
             donor_length=zeros,
-            combination=torch.full((n,), NO_COMBINATION),
-            sampled_combination=torch.full((n,), NO_COMBINATION),
+            combination=torch.full((n,), NO_COMBINATION, device=g.device),
+            sampled_combination=torch.full((n,), NO_COMBINATION, device=g.device),
         )
         return _global_mix(x, partner, lam), self._targets(x, y, partner, lam), info
 
@@ -390,12 +437,13 @@ class CutMix(_RatioMixer):
     def mix_with_info(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, MixInfo]:
         _check_batch(x, y)
         n, _, t, v, _ = x.shape
-        partner = draw_partners(n, self.generator, self.partner)
-        side = sample_mixing_ratio(n, self.alpha, self.generator).sqrt()
+        g = self._generator_for(x)
+        partner = draw_partners(n, g, self.partner)
+        side = sample_mixing_ratio(n, self.alpha, g).sqrt()
         length = (side * t).round().long()
         num_joints = (side * v).round().long()
-        start = _uniform_int(torch.zeros(n, dtype=torch.int64), t - length, self.generator)
-        keys = torch.rand(n, v, generator=self.generator)
+        start = _uniform_int(torch.zeros(n, dtype=torch.int64, device=g.device), t - length, g)
+        keys = torch.rand(n, v, generator=g, device=g.device)
         joint_mask = keys.argsort(dim=1).argsort(dim=1) < num_joints[:, None]
         lam = (length * num_joints).to(torch.float64) / (t * v)
         x_mixed = paste_resized(x, partner, joint_mask, start, length, start, length)
@@ -408,8 +456,8 @@ class CutMix(_RatioMixer):
             window_length=length,
             donor_start=start,
             donor_length=length,
-            combination=torch.full((n,), NO_COMBINATION),
-            sampled_combination=torch.full((n,), NO_COMBINATION),
+            combination=torch.full((n,), NO_COMBINATION, device=g.device),
+            sampled_combination=torch.full((n,), NO_COMBINATION, device=g.device),
         )
         return x_mixed, self._targets(x, y, partner, lam), info
 
@@ -508,15 +556,16 @@ class STMix(BatchMixer):
         """The part policy: which combination each sample receives from its partner.
 
         Args:
-            y: ``(N,)`` int64 labels (CPU).
-            partner: ``(N,)`` int64 partner indices (CPU).
+            y: ``(N,)`` int64 labels, on the device the mixer draws on (its generator's).
+            partner: ``(N,)`` int64 partner indices, on the same device.
 
         Returns:
-            ``(sampled, pasted)``, each ``(N,)`` int64 combination indices on the CPU: the
+            ``(sampled, pasted)``, each ``(N,)`` int64 combination indices on that device: the
             combination the policy drew and the one whose joints are pasted.  ST-Mix draws
             uniformly (once for the batch with ``draw="per_batch"``) and pastes what it drew.
         """
-        drawn = torch.randint(len(self.combinations), (self._draws(len(y)),), generator=self.generator)
+        g = self.stream.on(y.device)
+        drawn = torch.randint(len(self.combinations), (self._draws(len(y)),), generator=g, device=g.device)
         sampled = self._to_batch(drawn, len(y))
         return sampled, sampled
 
@@ -525,26 +574,30 @@ class STMix(BatchMixer):
         n, _, t, v, _ = x.shape
         if v != self.combinations.num_joints:
             raise ValueError(f"layout {self.layout.name!r} has {self.combinations.num_joints} joints, batch has {v}")
-        g = self.generator
+        g = self._generator_for(x)
+        device = g.device  # where the parameters are drawn and kept (the batch's, normally)
         partner = draw_partners(n, g, self.partner)
         draws = self._draws(n)
-        global_mix = torch.rand(draws, generator=g, dtype=torch.float64) < self.p_mixup
+        global_mix = torch.rand(draws, generator=g, dtype=torch.float64, device=device) < self.p_mixup
         lam_global = sample_mixing_ratio(draws, self.mixup_alpha, g)
 
         segments, smallest, largest = self.window_segments(t)
-        full = torch.full((draws,), segments, dtype=torch.int64)
-        zero = torch.zeros(draws, dtype=torch.int64)
-        window = _uniform_int(torch.full((draws,), smallest), torch.full((draws,), largest), g)
+        full = torch.full((draws,), segments, dtype=torch.int64, device=device)
+        zero = torch.zeros(draws, dtype=torch.int64, device=device)
+        window = _uniform_int(
+            torch.full((draws,), smallest, device=device), torch.full((draws,), largest, device=device), g
+        )
         window_offset = _uniform_int(zero, full - window, g)
         donor = _uniform_int(window, full, g)
         donor_offset = _uniform_int(zero, full - donor, g)
         global_mix, lam_global, window, window_offset, donor, donor_offset = (
             self._to_batch(values, n) for values in (global_mix, lam_global, window, window_offset, donor, donor_offset)
         )
-        sampled, pasted = self.choose_combinations(y.cpu(), partner)
+        sampled, pasted = self.choose_combinations(y.to(device), partner)
 
         frames = self.segment_frames
-        joint_mask = self.combinations.joint_masks[pasted]
+        combinations = self.combinations.to(device)
+        joint_mask = combinations.joint_masks[pasted]
         local = paste_resized(
             x,
             partner,
@@ -555,7 +608,7 @@ class STMix(BatchMixer):
             donor * frames,
             resize=self.donor_resize,
         )
-        lam_local = (window * frames * self.combinations.joint_counts[pasted]).to(torch.float64) / (t * v)
+        lam_local = (window * frames * combinations.joint_counts[pasted]).to(torch.float64) / (t * v)
         branch = global_mix.to(x.device)[:, None, None, None, None]
         x_mixed = torch.where(branch, _global_mix(x, partner, lam_global), local)
         lam = torch.where(global_mix, lam_global, lam_local)
