@@ -30,6 +30,7 @@ Usage::
     python benchmarks/step_time.py                      # CTR-GCN full width, batch 16, 64 frames
     python benchmarks/step_time.py --json               # one JSON object on stdout
     python benchmarks/step_time.py --batch-size 64 --device cuda   # NTU-size batch on a GPU
+    python benchmarks/step_time.py --batch-size 64 --device cuda --cudnn-benchmark   # as the trainer
 """
 
 from __future__ import annotations
@@ -216,6 +217,8 @@ def run(args: argparse.Namespace) -> dict:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    if args.cudnn_benchmark:
+        torch.backends.cudnn.benchmark = True
     load_before = os.getloadavg()
     variants = build_variants(args, device)
     times: dict[str, list[dict[str, float]]] = {name: [] for name in VARIANTS}
@@ -253,6 +256,7 @@ def run(args: argparse.Namespace) -> dict:
             "device": str(device),
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "threads": torch.get_num_threads(),
+            "cudnn_benchmark": torch.backends.cudnn.benchmark,
             "batch_size": args.batch_size,
             "frames": args.frames,
             "persons": NUM_PERSONS,
@@ -305,6 +309,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-blocks", type=int, default=DEFAULT_BLOCKS, help="CTR-GCN depth")
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1 ...")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument(
+        "--cudnn-benchmark", action="store_true",
+        help="let cuDNN time its convolution algorithms and keep the fastest (torch.backends.cudnn.benchmark)",
+    )
     parser.add_argument(
         "--estimate-fraction", type=float, default=None,
         help="Shap-Mix method.estimate_fraction (default: the library default; 1 = every sample)",

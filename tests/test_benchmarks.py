@@ -134,3 +134,69 @@ def test_backbones_reports_step_time_and_memory_of_a_tiny_model(capsys, tmp_path
     assert "original" not in result["models"]["agcn"]
     with pytest.raises(SystemExit, match="no original builder"):
         backbones.main(["--models", "agcn", "--original-dir", f"nosuchnet={tmp_path}"])
+
+
+@pytest.mark.slow
+def test_gpu_check_quick_cpu_mode_runs_every_phase_and_prints_one_summary(capsys):
+    gpu_check = _load("gpu_check")
+    status = gpu_check.main(["--device", "cpu", "--quick"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1  # one JSON object on stdout, progress on stderr
+    summary = json.loads(lines[0])
+    assert status == 0 and summary["all_phases_ok"], json.dumps(summary["phases"], indent=1)[-3000:]
+    assert {"device", "device_name", "torch", "cuda", "cudnn", "sizes", "elapsed_s", "phases", "targets"} <= summary.keys()
+    assert summary["device"] == "cpu" and summary["quick"] is True
+    phases = summary["phases"]
+    assert list(phases) == list(gpu_check.PHASE_BUDGETS_S)
+    assert all(phase["status"] == "ok" and phase["seconds"] <= phase["budget_s"] for phase in phases.values())
+
+    device_tests = phases["tests"]["result"]["runs"]["device_tests"]
+    assert device_tests["passed"] == device_tests["tests"] == 1  # the selected device test ran on the CPU
+    for estimator in ("exact", "sampled"):
+        step_time = phases[f"step_time_{estimator}"]["result"]
+        assert step_time["settings"]["shapley_estimator"] == estimator
+        assert step_time["settings"]["batch_size"] == gpu_check.QUICK.batch_size
+    throughput = phases["throughput"]["result"]
+    assert set(throughput["samples_per_s"]) == {"bare", "plain", "stmix", "shapmix"}
+    assert all(value > 0 for value in throughput["samples_per_s"].values())
+    assert throughput["relative_to_bare"]["bare"] == pytest.approx(1.0)
+    assert set(throughput["shapmix_phases_ms"]) == {"pipeline", "estimate", "mix", "train"}
+    assert 0 < throughput["pipeline_and_mixing_share"] < 1
+    precision = phases["precision"]["result"]
+    assert precision["bf16_over_fp32"] == pytest.approx(
+        precision["bf16"]["samples_per_s"] / precision["fp32"]["samples_per_s"]
+    )
+
+    # every target of the issue, judged from its phase's figure
+    assert set(summary["targets"]) == set(gpu_check.TARGETS)
+    for name, verdict in summary["targets"].items():
+        target = gpu_check.TARGETS[name]
+        assert verdict["value"] == phases[target.source]["result"][target.figure]
+        assert verdict["met"] == (verdict["value"] <= target.limit if target.at_most else verdict["value"] >= target.limit)
+
+
+def test_gpu_check_reports_a_failing_phase_without_stopping(monkeypatch):
+    gpu_check = _load("gpu_check")
+
+    def failing_tests(args, budget):
+        raise RuntimeError("a broken phase")
+
+    def fake_child(args, budget, phase):
+        return {"bf16_over_fp32": 2.0} if phase == "precision" else {"pipeline_and_mixing_share": 0.5}
+
+    def fake_step_time(args, budget, estimator):
+        raise gpu_check.PhaseTimeout("ran out of its time")
+
+    monkeypatch.setattr(gpu_check, "run_tests", failing_tests)
+    monkeypatch.setattr(gpu_check, "run_in_child", fake_child)
+    monkeypatch.setattr(gpu_check, "run_step_time", fake_step_time)
+    args = gpu_check.argparse.Namespace(device="cpu", quick=True, budget_s=gpu_check.TOTAL_BUDGET_S)
+    summary = gpu_check.run_check(args)
+    phases = summary["phases"]
+    assert phases["tests"]["status"] == "failed" and "a broken phase" in phases["tests"]["error"]
+    assert phases["step_time_exact"]["status"] == phases["step_time_sampled"]["status"] == "timeout"
+    assert phases["throughput"]["status"] == phases["precision"]["status"] == "ok"
+    assert not summary["all_phases_ok"] and summary["all_targets_met"] is None
+    targets = summary["targets"]
+    assert targets["stmix_over_double"]["value"] is None and targets["stmix_over_double"]["met"] is None
+    assert targets["bf16_over_fp32"]["met"] is True and targets["pipeline_and_mixing_share"]["met"] is False

@@ -82,3 +82,39 @@ def test_readme_starts_with_the_two_commands():
     ]
     ci = (README.parent / ".ci" / "run").read_text(encoding="utf-8")
     assert lines[1] in ci
+
+
+def _section(title: str) -> str:
+    text = README.read_text(encoding="utf-8")
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", text, re.S | re.M)
+    assert match, f"README has no section {title!r}"
+    return match.group(1)
+
+
+def test_multi_node_section_names_real_config_keys_and_a_valid_sbatch_command():
+    from shapmix.config import Config, load_config
+
+    section = _section("Multi-node and SLURM")
+    sections = "|".join(Config.model_fields)
+    keys = set(re.findall(rf"`((?:{sections})\.[a-z_]+)", section))
+    assert {"train.batch_size", "train.eval_batch_size", "optim.lr", "method.estimate_fraction"} <= keys
+    for key in keys:
+        group, name = key.split(".")
+        assert name in Config.model_fields[group].annotation.model_fields, key
+
+    script = re.search(r"```bash\n(#!/bin/bash\n.*?)```", section, re.S).group(1)
+    assert "#SBATCH --nodes=" in script and 'scontrol show hostnames "$SLURM_JOB_NODELIST"' in script
+    launch = script.split("srun torchrun", 1)[1].replace("\\\n", " ").split()
+    for option in ("--nnodes", "--nproc-per-node", "--rdzv-endpoint", "--rdzv-id"):
+        assert option in launch, option
+    assert launch[launch.index("--rdzv-backend") + 1] == "c10d"
+    arguments = launch[launch.index("train") + 1 :]
+    assert "--resume" in arguments and "--out" in arguments
+    config = load_config(arguments[arguments.index("--config") + 1], [a for a in arguments if "=" in a])
+    assert config.train.batch_size % int(launch[launch.index("--nproc-per-node") + 1]) == 0
+
+
+def test_gpu_check_command_is_the_scripts_own():
+    command = "python benchmarks/gpu_check.py > gpu_check.json"
+    assert command in _section("GPU check")
+    assert command in (README.parent / "benchmarks" / "gpu_check.py").read_text(encoding="utf-8")
