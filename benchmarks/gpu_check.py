@@ -51,11 +51,14 @@ import subprocess
 import sys
 import time
 import traceback
-import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
+from xml.etree import ElementTree
+
+import torch
+import torch.nn.functional as F
 
 STARTED = time.monotonic()
 """When this process started: the budget counts from here."""
@@ -90,6 +93,9 @@ LT_IMBALANCE = 100
 RAW_MIN_FRAMES = 100
 """Raw sequences are 100 to ``raw_frames`` frames long before the crop-resize (NTU: up to 300)."""
 SEED = 0
+PRECISION_LR = 0.01
+"""SGD of the precision phase: small enough that random data cannot make the weights diverge."""
+PRECISION_MOMENTUM = 0.9
 EPOCH = 0
 """Every step runs as in epoch 0 of a run whose methods have no warm-up."""
 
@@ -311,28 +317,22 @@ def run_in_child(args: argparse.Namespace, budget_s: float, phase: str) -> dict:
 # --------------------------------------------------------------------------- measuring phases (child side)
 
 
-def synchronize(device) -> None:
-    import torch
-
+def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def reset_peak_memory(device) -> None:
-    import torch
-
+def reset_peak_memory(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def peak_memory_mib(device) -> float | None:
+def peak_memory_mib(device: torch.device) -> float | None:
     """Peak memory allocated by tensors since the last reset, in MiB (``None`` off CUDA)."""
-    import torch
-
     return torch.cuda.max_memory_allocated(device) / MIB if device.type == "cuda" else None
 
 
-def samples_per_second(step: Callable[[int], object], batch_size: int, sizes: Sizes, device) -> dict:
+def samples_per_second(step: Callable[[int], object], batch_size: int, sizes: Sizes, device: torch.device) -> dict:
     """Throughput of ``step(step_index)`` over ``sizes.timed_steps`` steps after warm-up, with
     the peak memory of the warm-up and timed steps; the device is synchronised only at the ends."""
     reset_peak_memory(device)
@@ -351,10 +351,8 @@ def samples_per_second(step: Callable[[int], object], batch_size: int, sizes: Si
     }
 
 
-def child_setup(args: argparse.Namespace):
+def child_setup(args: argparse.Namespace) -> tuple[torch.device, Sizes]:
     """The device (with the trainer's CUDA setting) and the sizes of this check."""
-    import torch
-
     from shapmix.engine.distributed import resolve_device
 
     device = resolve_device(args.device)
@@ -378,8 +376,6 @@ def recipe_config(sizes: Sizes):
 
 def measure_throughput(args: argparse.Namespace) -> dict:
     import numpy as np
-    import torch
-    import torch.nn.functional as F
 
     from shapmix.data.format import SkeletonData
     from shapmix.data.longtail import longtail_counts
@@ -450,7 +446,7 @@ def measure_throughput(args: argparse.Namespace) -> dict:
 
     def bare_step(index: int) -> None:
         optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(model(prepared), y).backward()
+        criterion(model(prepared), y).backward()
 
     results = {"bare": samples_per_second(bare_step, n, sizes, device)}
     for name, method in methods.items():
@@ -471,7 +467,7 @@ def measure_throughput(args: argparse.Namespace) -> dict:
             "shapley_estimator": recipe_method.shapley_estimator, "interval": recipe_method.interval,
             "estimate_fraction": recipe_method.estimate_fraction, "loss": config.loss.name,
             "warmup_steps": sizes.warmup_steps, "timed_steps": sizes.timed_steps,
-            "cudnn_benchmark": device.type == "cuda",
+            "cudnn_benchmark": torch.backends.cudnn.benchmark,
         },
     }
 
@@ -505,20 +501,19 @@ def shapmix_phases(method, load_and_prepare, update, model, y, sizes: Sizes, dev
 
 
 def measure_precision(args: argparse.Namespace) -> dict:
-    import torch
-    import torch.nn.functional as F
-
     from shapmix.models import build_model
+    from shapmix.skeleton.layouts import get_layout
 
     device, sizes = child_setup(args)
+    layout = get_layout("ntu25")
     n = sizes.batch_size
     torch.manual_seed(SEED)
     model = build_model(
-        "ctrgcn", num_classes=NUM_CLASSES, layout="ntu25", num_persons=NUM_PERSONS,
+        "ctrgcn", num_classes=NUM_CLASSES, layout=layout, num_persons=NUM_PERSONS,
         base_channels=sizes.base_channels, num_blocks=sizes.num_blocks,
     ).to(device).train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x = torch.randn(n, 3, sizes.frames, 25, NUM_PERSONS, device=device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=PRECISION_LR, momentum=PRECISION_MOMENTUM)
+    x = torch.randn(n, 3, sizes.frames, layout.num_joints, NUM_PERSONS, device=device)
     y = torch.randint(NUM_CLASSES, (n,), device=device)
 
     def step_with(dtype: torch.dtype | None) -> Callable[[int], None]:
@@ -555,8 +550,6 @@ CHILD_PHASES = {"throughput": measure_throughput, "precision": measure_precision
 
 
 def device_description(device: str) -> dict:
-    import torch
-
     description = {
         "device": device,
         "torch": torch.__version__,
@@ -638,9 +631,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget-s", type=float, default=TOTAL_BUDGET_S, help="wall-clock limit of the whole check")
     parser.add_argument("--phase", choices=sorted(CHILD_PHASES), help=argparse.SUPPRESS)  # a phase's subprocess
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(SRC))  # the checkout's code, also when another shapmix is installed
-    import torch
-
+    if str(SRC) not in sys.path:
+        sys.path.insert(0, str(SRC))  # the checkout's shapmix, also where another one is installed
     if args.device == "cuda" and not torch.cuda.is_available():
         print(json.dumps({"check": "shapmix GPU check (issue 13)", **device_description("cpu"),
                           "error": "--device cuda: CUDA is not available"}))

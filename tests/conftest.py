@@ -75,6 +75,18 @@ def device(pytestconfig: pytest.Config) -> torch.device:
     return torch.device(pytestconfig.getoption(DEVICE_OPTION))
 
 
+@pytest.fixture
+def deterministic():
+    """Deterministic algorithms (cuDNN, cuBLAS, atomics) for the test, for bit-exact comparisons
+    on a GPU; ``warn_only`` so that an op without a deterministic kernel warns, naming itself,
+    and the comparison that follows says what differs."""
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    yield
+    torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+
+
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch, tmp_path_factory):
     """Seed torch and keep generated datasets out of the user's cache."""

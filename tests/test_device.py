@@ -3,6 +3,8 @@
 They run on the CPU by default and on a GPU with ``python -m pytest --device cuda -m cuda``
 (tests/conftest.py).  What each checks on the device:
 
+* the global random state (Python, NumPy, torch's CPU and device generators) survives a
+  checkpoint file;
 * a training method's estimation and mixing (the objects the trainer uses) give results on the
   device and continue identically after a round trip of their state through a checkpoint file;
 * exact Shapley rows and the naive estimate computed on the device equal the CPU's to float32
@@ -16,6 +18,7 @@ They run on the CPU by default and on a GPU with ``python -m pytest --device cud
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +28,7 @@ import pytest
 import torch
 
 from shapmix.config import MethodConfig
-from shapmix.engine.checkpoint import load_checkpoint, save_checkpoint
+from shapmix.engine.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from shapmix.engine.evaluate import evaluate_checkpoint
 from shapmix.engine.methods import build_method
 from shapmix.engine.trainer import train
@@ -60,17 +63,6 @@ METHODS = {
 }
 
 
-@pytest.fixture
-def deterministic():
-    """Deterministic algorithms (cuDNN, cuBLAS, atomics) for bit-exact comparisons on a GPU;
-    ``warn_only`` so an op without a deterministic kernel warns (naming it) instead of failing
-    before the comparison does."""
-    enabled, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    yield
-    torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
-
-
 def small_model(device: torch.device) -> CTRGCN:
     torch.manual_seed(SEED)
     return CTRGCN(num_classes=NUM_CLASSES, layout=LAYOUT, num_persons=1, base_channels=8, num_blocks=2).to(device)
@@ -98,6 +90,28 @@ def assert_same_state(expected, actual, where: str = "state") -> None:
             assert_same_state(a, b, f"{where}[{index}]")
     else:
         assert expected == actual, where
+
+
+# --------------------------------------------------------------------------- random state
+
+
+def test_global_random_state_round_trips_through_a_checkpoint_on_the_device(device, tmp_path):
+    def draws() -> tuple[float, float, torch.Tensor, torch.Tensor]:
+        return random.random(), np.random.rand(), torch.rand(3), torch.rand(3, device=device)
+
+    random.seed(1)
+    np.random.seed(2)
+    torch.manual_seed(3)  # seeds torch's generator of every device
+    path = save_checkpoint({"rng": capture_rng_state()}, tmp_path / "rng.pt")
+    expected = draws()
+    random.seed(9)
+    np.random.seed(9)
+    torch.manual_seed(9)
+    assert not torch.equal(draws()[3], expected[3])  # other seeds, other draws on the device
+    restore_rng_state(load_checkpoint(path)["rng"])
+    python, numpy, cpu, on_device = draws()
+    assert (python, numpy) == expected[:2] and torch.equal(cpu, expected[2])
+    assert on_device.device == expected[3].device and torch.equal(on_device, expected[3])
 
 
 # --------------------------------------------------------------------------- methods: estimation and mixing
@@ -220,7 +234,7 @@ def test_two_process_ddp_run_on_the_device(device, tiny_data, tmp_path):
         "train.device=cuda",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=DDP_TIMEOUT_S)
+    completed = subprocess.run(command, check=False, env=env, capture_output=True, text=True, timeout=DDP_TIMEOUT_S)
     assert completed.returncode == 0, completed.stderr[-3000:]
     log = Path(out / "train.log").read_text()
     assert f"on cuda:0, {DDP_PROCESSES} process(es)" in log

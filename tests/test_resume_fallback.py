@@ -26,8 +26,8 @@ def crash_after_second_epoch(trainer, epoch, record):
 
 
 @pytest.mark.slow
-def test_damaged_last_checkpoint_falls_back_to_the_previous_and_ends_identical(tiny_data, tmp_path):
-    config = tiny_config(tiny_data, epochs=EPOCHS, extra=EXTRA)
+def test_damaged_last_checkpoint_falls_back_to_the_previous_and_ends_identical(device, deterministic, tiny_data, tmp_path):
+    config = tiny_config(tiny_data, epochs=EPOCHS, extra=[*EXTRA, f"train.device={device.type}"])
     train(config, tmp_path / "full")
 
     run = tmp_path / "part"
