@@ -163,17 +163,22 @@ def test_shapley_estimates_on_the_device_equal_the_cpu(device):
     x, y = small_batch(torch.device("cpu"))
     baseline = mean_sequence(x)
     fixed = torch.arange(BATCH) % len(combinations)
-    # the same network on both devices, in full float32 (no TF32 convolutions on the GPU)
-    with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True, allow_tf32=False):
-        results = {}
-        for where in (torch.device("cpu"), device):
-            model = small_model(where)
-            rows = exact_combination_rows(model, x.to(where), y.to(where), baseline.to(where), combinations, clip=False)
-            naive = estimate_combination_shapley(
-                model, x.to(where), y.to(where), baseline.to(where), combinations, combination=fixed, naive=True
-            )
-            assert rows.device == naive.values.device == x.to(where).device
-            results[where.type] = (rows.cpu(), naive.values.cpu())
+    # the same network on both devices, in full float32 (no TF32 convolutions or matmuls on a
+    # GPU, whatever an earlier test or the trainer chose)
+    matmul_precision = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True, allow_tf32=False):
+            results = {}
+            for where in (torch.device("cpu"), device):
+                model = small_model(where)
+                on = (x.to(where), y.to(where), baseline.to(where), combinations)
+                rows = exact_combination_rows(model, *on, clip=False)
+                naive = estimate_combination_shapley(model, *on, combination=fixed, naive=True)
+                assert rows.device == naive.values.device == on[0].device
+                results[where.type] = (rows.cpu(), naive.values.cpu())
+    finally:
+        torch.set_float32_matmul_precision(matmul_precision)
     (rows_cpu, naive_cpu), (rows_device, naive_device) = results["cpu"], results[device.type]
     assert rows_cpu.shape == (BATCH, len(combinations)) and rows_cpu.abs().sum() > 0
     torch.testing.assert_close(rows_device, rows_cpu, rtol=0, atol=FLOAT32_ATOL)
