@@ -27,7 +27,8 @@ def crash_after_second_epoch(trainer, epoch, record):
 
 @pytest.mark.slow
 def test_damaged_last_checkpoint_falls_back_to_the_previous_and_ends_identical(device, deterministic, tiny_data, tmp_path):
-    config = tiny_config(tiny_data, epochs=EPOCHS, extra=[*EXTRA, f"train.device={device.type}"])
+    on_device = [f"train.device={device.type}", "train.cudnn_benchmark=false"]  # deterministic kernels on a GPU
+    config = tiny_config(tiny_data, epochs=EPOCHS, extra=[*EXTRA, *on_device])
     train(config, tmp_path / "full")
 
     run = tmp_path / "part"
