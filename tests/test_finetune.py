@@ -73,7 +73,11 @@ def test_crt_trains_only_a_reinitialised_classifier(tiny_data, first_stages, tmp
 
 def test_crt_batches_are_class_balanced(tiny_data, first_stages, tmp_path):
     trainer = Trainer(second_stage_config(tiny_data, "crt", first_stages["crt"]), tmp_path / "crt")
-    labels = torch.cat([batch.label for epoch in range(40) for batch in trainer._train_loader(epoch)])
+    labels = []
+    for epoch in range(40):
+        trainer.train_sampler.set_epoch(epoch)
+        labels += [batch.label for batch in trainer.train_loader]
+    labels = torch.cat(labels)
     trainer.close()
     shares = np.bincount(labels.numpy(), minlength=4) / len(labels)
     # the tiny split has 12/8/5/3 samples per class: instance sampling would give 0.43 .. 0.11

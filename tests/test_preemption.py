@@ -207,3 +207,11 @@ def test_cli_train_stopped_by_sigterm_exits_143_and_resumes(tiny_data, tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed from" in resumed.stdout
     assert len(_records(out)) == CLI_EPOCHS
+
+
+def test_resume_into_a_new_directory_starts_afresh_and_saves_its_config(tiny_data, tmp_path):
+    # what a cluster job script does on its first submission: always --resume
+    trainer = Trainer(_config(tiny_data, [], epochs=1), tmp_path / "new", resume=True)
+    trainer.close()
+    assert trainer.start_epoch == 0 and trainer.position is None
+    assert (tmp_path / "new" / "config.yaml").exists()

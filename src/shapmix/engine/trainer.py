@@ -200,9 +200,8 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.best_val: float | None = None
         self.tensorboard = self._open_tensorboard() if config.log.tensorboard else None
-        if resume:
-            self._resume()
-        elif self.context.is_main:
+        resumed = resume and self._resume()
+        if not resumed and self.context.is_main:  # a fresh run, also `--resume` into a new directory
             (self.out_dir / "config.yaml").write_text(
                 yaml.safe_dump(config_to_dict(config), sort_keys=False), encoding="utf-8"
             )
@@ -347,14 +346,15 @@ class Trainer:
             INPUT_SPEC_KEY: InputSpec.from_dataset(self.data.dataset).to_dict(),  # for predict and export
         }
 
-    def _resume(self) -> None:
+    def _resume(self) -> bool:
+        """Restore ``last.pt`` (or the checkpoint it replaced); ``False`` when there is none."""
         path = self.out_dir / "last.pt"
         # Loaded on the CPU: every component moves its own state to its device (the model and
         # optimiser to the parameters', RNG and generator states stay CPU tensors as they must).
         found = load_latest_checkpoint(path, self.logger)
         if found is None:
             self.logger.info(f"no checkpoint at {path}: starting from scratch")
-            return
+            return False
         state, path = found
         if state.get("version") != CHECKPOINT_VERSION:
             raise ValueError(f"{path}: checkpoint version {state.get('version')} is not supported")
@@ -371,7 +371,7 @@ class Trainer:
             self.method.load_state_dict(state["method"])
             restore_rng_state(state["rng"])
             self.logger.info(f"resumed from {path} after epoch {self.start_epoch}")
-            return
+            return True
         if in_epoch["world_size"] != self.context.world_size:
             raise CheckpointError(
                 f"{path} was written in the middle of epoch {in_epoch['epoch'] + 1} by "
@@ -389,6 +389,7 @@ class Trainer:
             augment=mine["augment"],
         )
         self.logger.info(f"resumed from {path} in epoch {self.start_epoch + 1} after step {self.position.step}")
+        return True
 
     def _save_position(self, position: EpochPosition, totals: torch.Tensor, augment: DeviceGenerator) -> Path:
         """Write ``last.pt`` at ``position`` in its epoch (every rank calls this at the same step)."""
