@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 
 from shapmix.config import load_config
@@ -147,3 +148,20 @@ def train_tiny_checkpoint(
     overrides = ["method.name=none", "loss.name=ce", "log.plots=false", "train.threads=1", *list(extra or [])]
     train(tiny_config(data, epochs=1, extra=overrides), root / "run")
     return root / "run" / "last.pt"
+
+
+def assert_same_state(expected, actual, where: str = "state") -> None:
+    """Exact equality of nested state: tensors (dtype and values, compared on the CPU), numbers, lists."""
+    assert type(expected) is type(actual), where
+    if isinstance(expected, torch.Tensor):
+        assert expected.dtype == actual.dtype and torch.equal(expected.cpu(), actual.cpu()), where
+    elif isinstance(expected, dict):
+        assert list(expected) == list(actual), where
+        for key in expected:
+            assert_same_state(expected[key], actual[key], f"{where}.{key}")
+    elif isinstance(expected, (list, tuple)):
+        assert len(expected) == len(actual), where
+        for index, (a, b) in enumerate(zip(expected, actual)):
+            assert_same_state(a, b, f"{where}[{index}]")
+    else:
+        assert expected == actual, where

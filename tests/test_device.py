@@ -36,7 +36,7 @@ from shapmix.mixing import PartCombinations, estimate_combination_shapley, exact
 from shapmix.models.ctrgcn import CTRGCN
 from shapmix.skeleton.layouts import get_layout
 
-from helpers import make_tiny_dataset, tiny_config, tiny_overrides, train_interrupted_then_resumed
+from helpers import assert_same_state, make_tiny_dataset, tiny_config, tiny_overrides, train_interrupted_then_resumed
 
 LAYOUT = get_layout("ntu25")
 COUNTS = np.array([300, 120, 40, 9, 2])  # head to tail
@@ -73,23 +73,6 @@ def small_batch(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     x = torch.randn(BATCH, 3, FRAMES, LAYOUT.num_joints, 1, generator=generator)
     y = torch.tensor([0, 0, 1, 3, 0, 4, 2, 1])
     return x.to(device), y.to(device)
-
-
-def assert_same_state(expected, actual, where: str = "state") -> None:
-    """Exact equality of nested state: tensors (dtype and values, compared on the CPU), numbers, lists."""
-    assert type(expected) is type(actual), where
-    if isinstance(expected, torch.Tensor):
-        assert expected.dtype == actual.dtype and torch.equal(expected.cpu(), actual.cpu()), where
-    elif isinstance(expected, dict):
-        assert list(expected) == list(actual), where
-        for key in expected:
-            assert_same_state(expected[key], actual[key], f"{where}.{key}")
-    elif isinstance(expected, (list, tuple)):
-        assert len(expected) == len(actual), where
-        for index, (a, b) in enumerate(zip(expected, actual)):
-            assert_same_state(a, b, f"{where}[{index}]")
-    else:
-        assert expected == actual, where
 
 
 # --------------------------------------------------------------------------- random state

@@ -15,7 +15,7 @@ from shapmix.engine.trainer import Trainer, lr_factor, train
 from shapmix.config import MethodConfig, ScheduleConfig
 from shapmix.engine.methods import METHOD_BUILDERS
 
-from helpers import make_tiny_dataset, tiny_config, tiny_overrides, train_interrupted_then_resumed
+from helpers import assert_same_state, make_tiny_dataset, tiny_config, tiny_overrides, train_interrupted_then_resumed
 
 
 @pytest.fixture(scope="module")
@@ -135,23 +135,6 @@ METHODS = get_args(MethodConfig.model_fields["name"].annotation)
 METHOD_EXTRA = {"glmc": ["loss.name=ce"]}  # GLMC trains with its own losses
 
 
-def _assert_same_state(expected, actual, where="state"):
-    """Exact equality of nested checkpoint content: tensors (dtype and values), numbers, lists."""
-    assert type(expected) is type(actual), where
-    if isinstance(expected, torch.Tensor):
-        assert expected.dtype == actual.dtype and torch.equal(expected, actual), where
-    elif isinstance(expected, dict):
-        assert list(expected) == list(actual), where
-        for key in expected:
-            _assert_same_state(expected[key], actual[key], f"{where}.{key}")
-    elif isinstance(expected, (list, tuple)):
-        assert len(expected) == len(actual), where
-        for index, (a, b) in enumerate(zip(expected, actual)):
-            _assert_same_state(a, b, f"{where}[{index}]")
-    else:
-        assert expected == actual, where
-
-
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_trains_and_resumes_its_state(tiny_data, tmp_path, method):
     plots = "true" if method == "shapmix" else "false"  # the saliency pictures are checked below
@@ -167,12 +150,12 @@ def test_every_method_trains_and_resumes_its_state(tiny_data, tmp_path, method):
     expected, resumed = load_checkpoint(full / "last.pt"), load_checkpoint(part / "last.pt")
     # the resumed run ends exactly where the uninterrupted one does: weights, optimiser, method
     for section in ("model", "optimizer", "method"):
-        _assert_same_state(expected[section], resumed[section], section)
+        assert_same_state(expected[section], resumed[section], section)
     # ... and the second epoch changed them, so the comparison can fail
     assert any(not torch.equal(interrupted["model"][key], expected["model"][key]) for key in expected["model"])
     if method != "none":
         with pytest.raises(AssertionError):
-            _assert_same_state(interrupted["method"], expected["method"])
+            assert_same_state(interrupted["method"], expected["method"])
 
     state = expected["method"]
     if method == "shapmix":

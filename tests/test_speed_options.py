@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from shapmix.engine.checkpoint import load_checkpoint
+from shapmix.engine.builders import build_run_model
 from shapmix.engine.trainer import Trainer, train
 
 from helpers import make_tiny_dataset, tiny_config, train_interrupted_then_resumed
@@ -97,24 +98,20 @@ def _compiler_available() -> str | None:
 
 
 @pytest.mark.slow
-def test_compiled_model_computes_the_eager_logits_and_trains(tiny_data, tmp_path):
+def test_compiled_model_computes_the_eager_logits_and_keeps_its_checkpoint_keys(tiny_data, tmp_path):
     reason = _compiler_available()
     if reason:
         pytest.skip(reason)
     trainer = Trainer(_config(tiny_data, ["method.name=none", "train.compile=true"], epochs=1), tmp_path / "compiled")
+    trainer.close()
     model = trainer.model
-    assert model._compiled_call_impl is not None  # compiled in place: calls go through the compiled code
+    assert model._compiled_call_impl is not None  # compiled in place: every call runs the compiled code
     x = torch.randn(4, 3, 8, 25, 2, generator=torch.Generator().manual_seed(0))
     model.eval()
     with torch.no_grad():
         torch.testing.assert_close(model(x), model.forward(x), rtol=1e-4, atol=1e-5)  # compiled vs eager forward
-    model.train()
-    trainer.fit()
-    trainer.close()
+    # The checkpoint a compiled run writes loads into an uncompiled model (no "_orig_mod." keys).
+    assert trainer.state_dict(0)["model"].keys() == build_run_model(trainer.config, trainer.data.dataset).state_dict().keys()
     # Training is not compared with an eager run step by step: ReLU zeros tie inside the max-pool
     # branch of the temporal convolution, and the compiled backward breaks those ties differently
     # (an equally valid gradient), so the runs drift apart.
-    assert all(torch.isfinite(torch.tensor([record["loss"] for record in trainer.history])))
-    state = load_checkpoint(tmp_path / "compiled" / "last.pt")
-    assert state["model"].keys() == model.state_dict().keys()
-    assert not any(key.startswith("_orig_mod") for key in state["model"])
