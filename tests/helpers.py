@@ -165,3 +165,26 @@ def assert_same_state(expected, actual, where: str = "state") -> None:
             assert_same_state(a, b, f"{where}[{index}]")
     else:
         assert expected == actual, where
+
+
+def assert_resumed_run_matches(config, root: Path) -> tuple[dict, dict, dict]:
+    """Train ``config`` uninterrupted in ``root/full`` and interrupted after epoch 1 then resumed
+    in ``root/part``; assert both end with the same weights, optimiser and method state, and that
+    the epoch after the interruption changed the weights (so the comparison can fail).
+
+    Returns:
+        ``(result, expected, interrupted)``: the uninterrupted run's metrics, its last checkpoint
+        and the interrupted run's checkpoint at the interruption.
+    """
+    from shapmix.engine.checkpoint import load_checkpoint
+    from shapmix.engine.trainer import train
+
+    full, part = root / "full", root / "part"
+    result = train(config, full)
+    interrupted: dict = {}
+    train_interrupted_then_resumed(config, part, after_crash=lambda: interrupted.update(load_checkpoint(part / "last.pt")))
+    expected, resumed = load_checkpoint(full / "last.pt"), load_checkpoint(part / "last.pt")
+    for section in ("model", "optimizer", "method"):
+        assert_same_state(expected[section], resumed[section], section)
+    assert any(not torch.equal(interrupted["model"][key], expected["model"][key]) for key in expected["model"])
+    return result, expected, interrupted

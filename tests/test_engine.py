@@ -15,7 +15,7 @@ from shapmix.engine.trainer import Trainer, lr_factor, train
 from shapmix.config import MethodConfig, ScheduleConfig
 from shapmix.engine.methods import METHOD_BUILDERS
 
-from helpers import assert_same_state, make_tiny_dataset, tiny_config, tiny_overrides, train_interrupted_then_resumed
+from helpers import assert_resumed_run_matches, assert_same_state, make_tiny_dataset, tiny_config, tiny_overrides, train_interrupted_then_resumed
 
 
 @pytest.fixture(scope="module")
@@ -140,19 +140,10 @@ def test_every_method_trains_and_resumes_its_state(tiny_data, tmp_path, method):
     plots = "true" if method == "shapmix" else "false"  # the saliency pictures are checked below
     extra = [f"method.name={method}", "method.warmup_epochs=1", "data.window=16", f"log.plots={plots}"]
     config = tiny_config(tiny_data, epochs=2, extra=extra + METHOD_EXTRA.get(method, []))
-    full = tmp_path / "full"
-    result = train(config, full)
-    assert np.isfinite(result["test"]["top1"])
-
-    interrupted: dict = {}
-    part = tmp_path / "part"
-    train_interrupted_then_resumed(config, part, after_crash=lambda: interrupted.update(load_checkpoint(part / "last.pt")))
-    expected, resumed = load_checkpoint(full / "last.pt"), load_checkpoint(part / "last.pt")
     # the resumed run ends exactly where the uninterrupted one does: weights, optimiser, method
-    for section in ("model", "optimizer", "method"):
-        assert_same_state(expected[section], resumed[section], section)
-    # ... and the second epoch changed them, so the comparison can fail
-    assert any(not torch.equal(interrupted["model"][key], expected["model"][key]) for key in expected["model"])
+    result, expected, interrupted = assert_resumed_run_matches(config, tmp_path)
+    full = tmp_path / "full"
+    assert np.isfinite(result["test"]["top1"])
     if method != "none":
         with pytest.raises(AssertionError):
             assert_same_state(interrupted["method"], expected["method"])
