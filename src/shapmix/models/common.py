@@ -3,14 +3,18 @@
 Every backbone maps ``(N, C, T, V, M)`` skeleton batches to ``(N, K)`` logits in two halves
 that the training methods use separately:
 
+* ``embed(x)`` -> the input of the first block ``(N*M, C_0, T, V)`` (the backbone's stem: input
+  normalisation, and InfoGCN's joint embedding), then the blocks in order (:attr:`PooledGCN.blocks`)
+  -- methods that need intermediate features (multi-level heads, experts sharing the early
+  blocks) run the two themselves;
 * ``forward_features(x)`` -> the last block's output ``(N*M, C_out, T', V)``, persons of a sample
   contiguous (index ``n*M + m``): Grad-CAM guidance differentiates the head on it;
 * ``pool(features, M)`` -> ``(N, C_out)``, the mean over time, joints and persons, and
   ``head(features, M)`` -> logits, i.e. ``fc(dropout(pool(...)))``: GLMC adds its own heads on
   the pooled features, whose width is ``out_channels``.
 
-:class:`PooledGCN` implements the second half and the input check once; a backbone subclasses it,
-sets the attributes listed there and defines ``forward_features``.
+:class:`PooledGCN` implements all but the stem once; a backbone subclasses it, sets the attributes
+listed there and defines ``embed``.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from torch import Tensor, nn
 
 from shapmix.skeleton.layouts import Layout, get_layout
 
-__all__ = ["ClassifierKind", "CosineClassifier", "PooledGCN", "block_plan", "build_classifier"]
+__all__ = ["ClassifierKind", "CosineClassifier", "PooledGCN", "block_plan", "build_classifier", "normalise_coordinates"]
 
 ClassifierKind = Literal["linear", "cosine"]
 
@@ -93,16 +97,46 @@ def build_classifier(kind: ClassifierKind, in_features: int, num_classes: int, c
     raise ValueError(f"classifier must be 'linear' or 'cosine', got {kind!r}")
 
 
+def normalise_coordinates(x: Tensor, data_bn: nn.BatchNorm1d) -> Tensor:
+    """The stem every backbone here shares: batch-normalise each coordinate over the batch and time.
+
+    ``data_bn`` has one normaliser per (person, joint, channel) (``M*V*C`` features: CTR-GCN,
+    2s-AGCN, HD-GCN, InfoGCN on its joint embedding) or per (joint, channel) shared by the
+    persons (``V*C``: ST-GCN++).
+
+    Args:
+        x: ``(N, C, T, V, M)``.
+        data_bn: ``BatchNorm1d`` of ``M*V*C`` or ``V*C`` features.
+
+    Returns:
+        ``(N*M, C, T, V)``, persons of a sample contiguous (index ``n*M + m``).
+    """
+    N, C, T, V, M = x.shape
+    per_person = x.permute(0, 4, 3, 1, 2)  # (N, M, V, C, T)
+    if data_bn.num_features == M * V * C:
+        normalised = data_bn(per_person.reshape(N, M * V * C, T))
+    elif data_bn.num_features == V * C:
+        normalised = data_bn(per_person.reshape(N * M, V * C, T))
+    else:
+        raise ValueError(f"data_bn has {data_bn.num_features} features; expected M*V*C={M * V * C} or V*C={V * C}")
+    return normalised.reshape(N, M, V, C, T).permute(0, 1, 3, 4, 2).reshape(N * M, C, T, V)
+
+
 class PooledGCN(nn.Module, ABC):
     """Base of backbones whose head averages the last block over time, joints and persons.
 
-    A subclass calls :meth:`_set_input_shape` in its constructor, defines ``forward_features``
-    (``(N, C, T, V, M)`` -> ``(N*M, C_out, T', V)``), and sets ``base_channels``,
-    ``num_blocks``, ``out_channels`` (``C_out``), ``dropout`` (a module) and ``fc`` (the
-    classifier, see :func:`build_classifier`; the name decoupled second stages and the
-    influence-balanced loss look for).  Its blocks are the submodules ``l1 .. l{num_blocks}``
-    unless it overrides :attr:`blocks`.
+    A subclass calls :meth:`_set_input_shape` in its constructor, defines :meth:`embed`
+    (``(N, C, T, V, M)`` -> ``(N*M, C_0, T, V)``, the first block's input), and sets
+    ``base_channels``, ``num_blocks``, ``out_channels`` (``C_out``), ``dropout`` (a module) and
+    the classifier (see :func:`build_classifier`), named ``fc`` unless the subclass sets
+    :attr:`classifier_name` (the name decoupled second stages and the influence-balanced loss
+    look for).  Its blocks are the submodules ``l1 .. l{num_blocks}`` unless it overrides
+    :attr:`blocks`.  A backbone whose head is more than dropout and the classifier (InfoGCN's
+    latent) overrides :meth:`head` and :meth:`forward`.
     """
+
+    classifier_name = "fc"
+    """The attribute holding the classifier (``(num_classes, C)`` ``weight``)."""
 
     layout: Layout
     num_classes: int
@@ -154,8 +188,25 @@ class PooledGCN(nn.Module, ABC):
             )
 
     @abstractmethod
+    def embed(self, x: Tensor) -> Tensor:
+        """The stem: ``(N, C, T, V, M)`` -> the first block's input ``(N*M, C_0, T, V)``, persons
+        of a sample contiguous (index ``n*M + m``).  The input is already checked."""
+
     def forward_features(self, x: Tensor) -> Tensor:
-        """``(N, C, T, V, M)`` -> the last block's output ``(N*M, C_out, T', V)``."""
+        """Output of the last block, before pooling.
+
+        Args:
+            x: ``(N, C, T, V, M)``.
+
+        Returns:
+            ``(N*M, C_out, T', V)`` with persons of a sample contiguous (index ``n*M + m``) and
+            ``T' = T / 4`` (rounded up per strided block) for three stages.
+        """
+        self._check_input(x)
+        features = self.embed(x)
+        for block in self.blocks:
+            features = block(features)
+        return features
 
     def pool(self, features: Tensor, num_persons: int | None = None) -> Tensor:
         """Global average over time, joints and persons: ``(N*M, C_out, T', V)`` -> ``(N, C_out)``."""

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from shapmix.models.common import ClassifierKind, CosineClassifier, PooledGCN, block_plan, build_classifier
+from shapmix.models.common import ClassifierKind, CosineClassifier, PooledGCN, block_plan, build_classifier, normalise_coordinates
 from shapmix.models.loading import load_original_checkpoint  # its home before it became generic
 from shapmix.models.registry import register_model
 from shapmix.skeleton.graph import get_adjacency
@@ -458,21 +458,6 @@ class CTRGCN(PooledGCN):
         nn.init.normal_(self.fc.weight, 0.0, math.sqrt(2.0 / num_classes))
         _init_bn(self.data_bn, 1.0)
 
-    def forward_features(self, x: Tensor) -> Tensor:
-        """Output of the last block, before pooling.
-
-        Args:
-            x: ``(N, C, T, V, M)``.
-
-        Returns:
-            ``(N*M, C_out, T', V)`` with persons of a sample contiguous (index ``n*M + m``) and
-            ``T' = T / 4`` (rounded up per strided block) for the default depth.
-        """
-        self._check_input(x)
-        N, C, T, V, M = x.shape
-        x = x.permute(0, 4, 3, 1, 2).reshape(N, M * V * C, T)
-        x = self.data_bn(x)
-        x = x.reshape(N, M, V, C, T).permute(0, 1, 3, 4, 2).reshape(N * M, C, T, V)
-        for block in self.blocks:
-            x = block(x)
-        return x
+    def embed(self, x: Tensor) -> Tensor:
+        """The stem: ``data_bn`` on every coordinate, ``(N, C, T, V, M)`` -> ``(N*M, C, T, V)``."""
+        return normalise_coordinates(x, self.data_bn)

@@ -42,10 +42,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from shapmix.models.ctrgcn import CosineClassifier, block_plan, unit_tcn
+from shapmix.models.common import CosineClassifier, PooledGCN, block_plan, normalise_coordinates
+from shapmix.models.ctrgcn import unit_tcn
 from shapmix.models.registry import register_model
 from shapmix.skeleton.hierarchy import hierarchical_adjacency, hierarchy_levels, level_pairs
-from shapmix.skeleton.layouts import Layout, get_layout
+from shapmix.skeleton.layouts import Layout
 
 __all__ = [
     "TemporalConv",
@@ -403,7 +404,7 @@ class TCN_GCN_unit(nn.Module):  # noqa: N801  (original name)
 
 
 @register_model("hdgcn")
-class HDGCN(nn.Module):
+class HDGCN(PooledGCN):
     """HD-GCN for skeleton action recognition.
 
     Input ``(N, C, T, V, M)``; output logits ``(N, num_classes)``.  ``data_bn`` normalises every
@@ -448,20 +449,14 @@ class HDGCN(nn.Module):
         super().__init__()
         if classifier not in ("linear", "cosine"):
             raise ValueError(f"classifier must be 'linear' or 'cosine', got {classifier!r}")
-        if num_classes < 1 or num_persons < 1 or in_channels < 1:
-            raise ValueError("num_classes, num_persons and in_channels must be positive")
         if base_channels < 4 or base_channels % 4 != 0:
             raise ValueError(f"base_channels must be a positive multiple of 4, got {base_channels}")
-        self.layout = get_layout(layout)
+        self._set_input_shape(num_classes, layout, num_persons, in_channels)
         if self.layout.num_joints < JOINT_NEIGHBOURS:
             raise ValueError(
                 f"HD-GCN's EdgeConv picks {JOINT_NEIGHBOURS} neighbours per joint; layout "
                 f"{self.layout.name!r} has only {self.layout.num_joints} joints"
             )
-        self.num_classes = num_classes
-        self.num_joints = self.layout.num_joints
-        self.num_persons = num_persons
-        self.in_channels = in_channels
         self.base_channels = base_channels
         self.num_blocks = num_blocks
 
@@ -486,59 +481,9 @@ class HDGCN(nn.Module):
         nn.init.normal_(self.fc.weight, 0.0, math.sqrt(2.0 / num_classes))
         _init_bn(self.data_bn, 1.0)
 
-    @property
-    def blocks(self) -> list[TCN_GCN_unit]:
-        """The blocks ``l1 .. l{num_blocks}`` in order."""
-        return [getattr(self, f"l{i}") for i in range(1, self.num_blocks + 1)]
-
-    @property
-    def last_block(self) -> TCN_GCN_unit:
-        """The block whose output :meth:`forward_features` returns (Grad-CAM target)."""
-        return getattr(self, f"l{self.num_blocks}")
-
-    def _check_input(self, x: Tensor) -> None:
-        if x.ndim != 5:
-            raise ValueError(f"expected input of shape (N, C, T, V, M), got {tuple(x.shape)}")
-        _, C, _, V, M = x.shape
-        if (C, V, M) != (self.in_channels, self.num_joints, self.num_persons):
-            raise ValueError(
-                f"expected (C, V, M) = {(self.in_channels, self.num_joints, self.num_persons)} "
-                f"for layout {self.layout.name!r}, got {(C, V, M)} from input {tuple(x.shape)}"
-            )
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        """Output of the last block, before pooling.
-
-        Args:
-            x: ``(N, C, T, V, M)``.
-
-        Returns:
-            ``(N*M, C_out, T', V)``, persons of a sample contiguous (index ``n*M + m``).
-        """
-        self._check_input(x)
-        N, C, T, V, M = x.shape
-        x = x.permute(0, 4, 3, 1, 2).reshape(N, M * V * C, T)
-        x = self.data_bn(x)
-        x = x.reshape(N, M, V, C, T).permute(0, 1, 3, 4, 2).reshape(N * M, C, T, V)
-        for block in self.blocks:
-            x = block(x)
-        return x
-
-    def pool(self, features: Tensor, num_persons: int | None = None) -> Tensor:
-        """Average over time, joints and persons: ``(N*M, C_out, T', V)`` -> ``(N, C_out)``."""
-        M = self.num_persons if num_persons is None else num_persons
-        NM, C_out = features.shape[:2]
-        if NM % M != 0:
-            raise ValueError(f"batch of {NM} person-samples is not divisible by num_persons={M}")
-        return features.reshape(NM // M, M, C_out, -1).mean(dim=3).mean(dim=1)
-
-    def head(self, features: Tensor, num_persons: int | None = None) -> Tensor:
-        """Classifier on last-block features: ``(N*M, C_out, T', V)`` -> logits ``(N, num_classes)``."""
-        return self.fc(self.dropout(self.pool(features, num_persons)))
-
-    def forward(self, x: Tensor) -> Tensor:
-        """``(N, C, T, V, M)`` -> logits ``(N, num_classes)``."""
-        return self.head(self.forward_features(x), x.shape[-1])
+    def embed(self, x: Tensor) -> Tensor:
+        """The stem: ``data_bn`` on every coordinate, ``(N, C, T, V, M)`` -> ``(N*M, C, T, V)``."""
+        return normalise_coordinates(x, self.data_bn)
 
     def convert_original_state_dict(self, state: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """A state dict of the original code in this model's names: without the ``conv_d`` alias.

@@ -54,11 +54,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from shapmix.models.ctrgcn import CosineClassifier, block_plan, unit_tcn
+from shapmix.models.common import CosineClassifier, PooledGCN, block_plan, normalise_coordinates
+from shapmix.models.ctrgcn import unit_tcn
 from shapmix.models.ctrgcn import MultiScale_TemporalConv as CTRGCNTemporalConv
 from shapmix.models.registry import register_model
 from shapmix.skeleton.hierarchy import relative_coordinates_matrix
-from shapmix.skeleton.layouts import Layout, get_layout
+from shapmix.skeleton.layouts import Layout
 
 __all__ = [
     "SelfAttention",
@@ -266,7 +267,7 @@ def class_prior_mmd(latent: Tensor, targets: Tensor, priors: Tensor) -> Tensor:
 
 
 @register_model("infogcn")
-class InfoGCN(nn.Module):
+class InfoGCN(PooledGCN):
     """InfoGCN for skeleton action recognition.
 
     Input ``(N, C, T, V, M)``; :meth:`forward` returns logits ``(N, num_classes)`` and, with
@@ -325,19 +326,15 @@ class InfoGCN(nn.Module):
         super().__init__()
         if classifier not in ("linear", "cosine"):
             raise ValueError(f"classifier must be 'linear' or 'cosine', got {classifier!r}")
-        if num_classes < 1 or num_persons < 1 or in_channels < 1 or num_heads < 1:
-            raise ValueError("num_classes, num_persons, in_channels and num_heads must be positive")
+        if num_heads < 1:
+            raise ValueError(f"num_heads must be positive, got {num_heads}")
         if base_channels < ATTENTION_REDUCTION or base_channels % 4 != 0:
             raise ValueError(f"base_channels must be a multiple of 4 and at least {ATTENTION_REDUCTION}, got {base_channels}")
         if not 0 <= label_smoothing < 1:
             raise ValueError(f"label_smoothing must lie in [0, 1), got {label_smoothing}")
         if mmd_weight < 0 or latent_mean_weight < 0:
             raise ValueError("mmd_weight and latent_mean_weight must not be negative")
-        self.layout = get_layout(layout)
-        self.num_classes = num_classes
-        self.num_joints = self.layout.num_joints
-        self.num_persons = num_persons
-        self.in_channels = in_channels
+        self._set_input_shape(num_classes, layout, num_persons, in_channels)
         self.base_channels = base_channels
         self.num_blocks = num_blocks
         self.noise_ratio = noise_ratio
@@ -380,57 +377,16 @@ class InfoGCN(nn.Module):
         nn.init.normal_(self.decoder.weight, 0.0, math.sqrt(2.0 / num_classes))
         _init_bn(self.data_bn, 1.0)
 
-    # ------------------------------------------------------------------ structure
-    @property
-    def blocks(self) -> list[EncodingBlock]:
-        """The blocks ``l1 .. l{num_blocks}`` in order."""
-        return [getattr(self, f"l{i}") for i in range(1, self.num_blocks + 1)]
-
-    @property
-    def last_block(self) -> EncodingBlock:
-        """The block whose output :meth:`forward_features` returns (Grad-CAM target)."""
-        return getattr(self, f"l{self.num_blocks}")
-
-    def _check_input(self, x: Tensor) -> None:
-        if x.ndim != 5:
-            raise ValueError(f"expected input of shape (N, C, T, V, M), got {tuple(x.shape)}")
-        _, C, _, V, M = x.shape
-        if (C, V, M) != (self.in_channels, self.num_joints, self.num_persons):
-            raise ValueError(
-                f"expected (C, V, M) = {(self.in_channels, self.num_joints, self.num_persons)} "
-                f"for layout {self.layout.name!r}, got {(C, V, M)} from input {tuple(x.shape)}"
-            )
-
     # ------------------------------------------------------------------ forward
-    def forward_features(self, x: Tensor) -> Tensor:
-        """Output of the last block, before pooling.
-
-        Args:
-            x: ``(N, C, T, V, M)``.
-
-        Returns:
-            ``(N*M, C_out, T', V)``, persons of a sample contiguous (index ``n*M + m``).
-        """
-        self._check_input(x)
-        N, C, T, V, M = x.shape
-        joints = x.permute(0, 4, 2, 3, 1).reshape(N * M * T, V, C)
+    def embed(self, x: Tensor) -> Tensor:
+        """The stem: every joint relative to its ``k``-th ancestor, embedded to ``base_channels``
+        with a learned position per joint, then ``data_bn``: ``(N, C, T, V, M)`` ->
+        ``(N*M, base_channels, T, V)``."""
+        V = x.shape[3]
+        joints = x.permute(0, 2, 4, 3, 1)  # (N, T, M, V, C)
         joints = self.A_vector.to(joints.dtype) @ joints  # relative to the k-th ancestor
-        embedded = self.to_joint_embedding(joints) + self.pos_embedding[:, :V]  # (N*M*T, V, D)
-        D = embedded.shape[-1]
-        embedded = embedded.reshape(N, M, T, V, D).permute(0, 1, 3, 4, 2).reshape(N, M * V * D, T)
-        embedded = self.data_bn(embedded)
-        features = embedded.reshape(N, M, V, D, T).permute(0, 1, 3, 4, 2).reshape(N * M, D, T, V)
-        for block in self.blocks:
-            features = block(features)
-        return features
-
-    def pool(self, features: Tensor, num_persons: int | None = None) -> Tensor:
-        """Average over time, joints and persons: ``(N*M, C_out, T', V)`` -> ``(N, C_out)``."""
-        M = self.num_persons if num_persons is None else num_persons
-        NM, C_out = features.shape[:2]
-        if NM % M != 0:
-            raise ValueError(f"batch of {NM} person-samples is not divisible by num_persons={M}")
-        return features.reshape(NM // M, M, C_out, -1).mean(dim=3).mean(dim=1)
+        embedded = self.to_joint_embedding(joints) + self.pos_embedding[:, :V]  # (N, T, M, V, D)
+        return normalise_coordinates(embedded.permute(0, 4, 1, 3, 2), self.data_bn)
 
     def latent(self, pooled: Tensor) -> Tensor:
         """The latent ``z`` ``(N, D)`` of pooled features ``(N, C_out)``.
@@ -486,9 +442,3 @@ class InfoGCN(nn.Module):
         converted = dict(state)
         converted.setdefault("z_prior", self.z_prior.detach().clone())
         return converted
-
-    def extra_repr(self) -> str:
-        return (
-            f"layout={self.layout.name}, num_classes={self.num_classes}, num_persons={self.num_persons}, "
-            f"in_channels={self.in_channels}, base_channels={self.base_channels}, num_blocks={self.num_blocks}"
-        )

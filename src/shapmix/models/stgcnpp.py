@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from shapmix.models.common import ClassifierKind, PooledGCN, block_plan, build_classifier
+from shapmix.models.common import ClassifierKind, PooledGCN, block_plan, build_classifier, normalise_coordinates
 from shapmix.models.registry import register_model
 from shapmix.skeleton.graph import get_adjacency, pyskl_inward_links
 from shapmix.skeleton.layouts import Layout
@@ -278,24 +278,9 @@ class STGCNPP(PooledGCN):
         """The blocks ``gcn.0 .. gcn.{num_blocks - 1}`` in order."""
         return list(self.gcn)
 
-    def forward_features(self, x: Tensor) -> Tensor:
-        """Output of the last block, before pooling.
-
-        Args:
-            x: ``(N, C, T, V, M)``.
-
-        Returns:
-            ``(N*M, C_out, T', V)`` with persons of a sample contiguous (index ``n*M + m``) and
-            ``T' = T / 4`` (rounded up per strided block) for the default depth.
-        """
-        self._check_input(x)
-        N, C, T, V, M = x.shape
-        x = x.permute(0, 4, 3, 1, 2).reshape(N * M, V * C, T)  # one normaliser per (joint, channel)
-        x = self.data_bn(x)
-        x = x.reshape(N, M, V, C, T).permute(0, 1, 3, 4, 2).reshape(N * M, C, T, V)
-        for block in self.gcn:
-            x = block(x)
-        return x
+    def embed(self, x: Tensor) -> Tensor:
+        """The stem: ``data_bn`` on every coordinate, ``(N, C, T, V, M)`` -> ``(N*M, C, T, V)``."""
+        return normalise_coordinates(x, self.data_bn)
 
     def convert_original_state_dict(self, state: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """pyskl's key names -> ours: ``backbone.X`` -> ``X``, ``cls_head.fc_cls.X`` -> ``fc.X``;
