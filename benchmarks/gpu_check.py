@@ -380,7 +380,7 @@ def measure_throughput(args: argparse.Namespace) -> dict:
     from shapmix.data.format import SkeletonData
     from shapmix.data.longtail import longtail_counts
     from shapmix.engine.builders import build_pipelines, build_run_model
-    from shapmix.engine.methods import TrainingMethod, build_method
+    from shapmix.methods import TrainingMethod, build_method
     from shapmix.losses import build_loss
     from shapmix.mixing import mean_sequence
     from shapmix.skeleton.layouts import get_layout

@@ -1,7 +1,7 @@
 """Time one training step of plain, ST-Mix and Shap-Mix training, interleaved on one model and batch.
 
 Variants (each one optimisation step of the same model, optimiser, loss and random batch, run
-through the same :mod:`shapmix.engine.methods` objects the trainer uses, step by step as
+through the same :mod:`shapmix.methods` objects the trainer uses, step by step as
 :meth:`shapmix.engine.trainer.Trainer._train_epoch` does):
 
 * ``none``: plain step on the batch ``x`` (size N);
@@ -51,7 +51,7 @@ from torch import nn
 from shapmix.config import MethodConfig
 from shapmix.data.longtail import longtail_counts
 from shapmix.engine.distributed import resolve_device
-from shapmix.engine.methods import TrainingMethod, build_method
+from shapmix.methods import TrainingMethod, build_method
 from shapmix.losses import BalancedSoftmax
 from shapmix.mixing import mean_sequence
 from shapmix.models import build_model

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from shapmix.config import MethodConfig
-from shapmix.engine import methods as engine_methods
+from shapmix.methods import shapmix as shapmix_method
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 TICK_S = 1e-3
@@ -68,7 +68,7 @@ def test_step_time_runs_each_variants_work_and_reports_per_step_times(step_time,
     running: list[str] = []
     ticks = itertools.count()
     original_step = step_time.Bench.step
-    original_rows = engine_methods.exact_combination_rows
+    original_rows = shapmix_method.exact_combination_rows
 
     def recording_step(self, method, global_step):
         variant = _variant(method)
@@ -84,7 +84,7 @@ def test_step_time_runs_each_variants_work_and_reports_per_step_times(step_time,
 
     monkeypatch.setattr(step_time.Bench, "step", recording_step)
     monkeypatch.setattr(step_time.Bench, "clock", lambda self: next(ticks) * TICK_S)
-    monkeypatch.setattr(engine_methods, "exact_combination_rows", counting_rows)
+    monkeypatch.setattr(shapmix_method, "exact_combination_rows", counting_rows)
     rounds, warmup = 2, 1
     step_time.main([
         "--batch-size", "4", "--frames", "16", "--rounds", str(rounds), "--warmup-rounds", str(warmup),

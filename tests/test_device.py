@@ -30,7 +30,7 @@ import torch
 from shapmix.config import MethodConfig
 from shapmix.engine.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from shapmix.engine.evaluate import evaluate_checkpoint
-from shapmix.engine.methods import build_method
+from shapmix.methods import build_method
 from shapmix.mixing import PartCombinations, estimate_combination_shapley, exact_combination_rows, mean_sequence
 from shapmix.models.ctrgcn import CTRGCN
 from shapmix.skeleton.layouts import get_layout

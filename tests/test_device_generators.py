@@ -19,7 +19,7 @@ from torch import nn
 
 from shapmix.config import MethodConfig
 from shapmix.data.transforms import CropResize, RandomRotation, build_pipeline
-from shapmix.engine.methods import build_method
+from shapmix.methods import build_method
 from shapmix.mixing import (
     CutMix,
     Mixup,

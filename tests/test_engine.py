@@ -13,7 +13,7 @@ from shapmix.engine.checkpoint import load_checkpoint
 from shapmix.engine.evaluate import evaluate_checkpoint
 from shapmix.engine.trainer import Trainer, lr_factor, train
 from shapmix.config import MethodConfig, ScheduleConfig
-from shapmix.engine.methods import METHOD_BUILDERS
+from shapmix.methods import METHOD_BUILDERS
 
 from helpers import assert_resumed_run_matches, assert_same_state, make_tiny_dataset, tiny_config, tiny_overrides, train_interrupted_then_resumed
 

@@ -9,7 +9,7 @@ from torch import nn
 
 from helpers import shared_data
 from shapmix.engine.finetune import classifier_of
-from shapmix.engine.methods import TrainingMethod
+from shapmix.methods import TrainingMethod
 from shapmix.losses import BalancedSoftmax, CrossEntropy, classifier_module, smooth_targets
 from shapmix.models import InfoGCN, build_model, load_original_checkpoint
 from shapmix.models.infogcn import class_prior_mmd

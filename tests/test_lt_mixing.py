@@ -13,7 +13,7 @@ from torch.utils.data import default_collate
 
 from shapmix.config import ConfigError, load_config
 from shapmix.engine.checkpoint import load_checkpoint
-from shapmix.engine.methods import GLMCMethod, TrainingNetwork, build_method
+from shapmix.methods import GLMCMethod, TrainingNetwork, build_method
 from shapmix.engine.trainer import train
 from shapmix.mixing import Remix, remix_label_ratio
 from shapmix.mixing.glmc import (

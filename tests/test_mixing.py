@@ -563,7 +563,7 @@ def shapmix_method_setup(**options):
     """A small CTR-GCN, a batch of 8 (classes 0..4, head to tail) and a Shap-Mix training
     method factory ``make(**more_options)`` built like the trainer builds it."""
     from shapmix.config import MethodConfig
-    from shapmix.engine.methods import build_method
+    from shapmix.methods import build_method
     from shapmix.models.ctrgcn import CTRGCN
 
     torch.manual_seed(0)

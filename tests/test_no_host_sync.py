@@ -30,7 +30,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from shapmix.config import MethodConfig
 from shapmix.data.transforms import build_pipeline
-from shapmix.engine.methods import build_method
+from shapmix.methods import build_method
 from shapmix.losses import BalancedSoftmax, CrossEntropy
 from shapmix.mixing import mean_sequence
 from shapmix.models import build_model

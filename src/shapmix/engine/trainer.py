@@ -1,7 +1,7 @@
 """The training loop: epochs of SGD with a warm-up schedule, checkpoints, evaluation and plots.
 
 :func:`train` is the entry point (``shapmix train`` calls it).  The loop is method-agnostic:
-mixing and saliency estimation plug in through :mod:`shapmix.engine.methods`.
+mixing and saliency estimation plug in through :mod:`shapmix.methods`.
 
 Run directory (``out_dir``)::
 
@@ -90,7 +90,7 @@ from .distributed import init_distributed, synchronize_batch_norm
 from .evaluate import Metrics, compute_metrics, format_metrics_table, predict, save_scores
 from .predict import INPUT_SPEC_KEY, InputSpec
 from .finetune import SecondStage, build_second_stage
-from .methods import BASELINE_METHODS, TrainingMethod, TrainingNetwork, build_method
+from ..methods import BASELINE_METHODS, TrainingMethod, TrainingNetwork, build_method
 from .preemption import PEER_STOP_SIGNAL, CheckpointTimer, StopRequest, TrainingInterrupted, ignore_stop_signals
 
 __all__ = ["Trainer", "train", "lr_factor", "EpochCallback", "EpochPosition", "CHECKPOINT_VERSION"]

@@ -25,7 +25,7 @@ Differences from the original (only the last one changes a computation, and not 
 * :meth:`InfoGCN.forward` returns the logits; ``forward(x, return_latent=True)`` returns
   ``(logits, z)``, the original's output;
 * the objective is split in the form the engine's training methods use for any backbone
-  (:mod:`shapmix.engine.methods`): the classification loss is the configured one (Balanced
+  (:mod:`shapmix.methods`): the classification loss is the configured one (Balanced
   Softmax, ...) on targets smoothed by :attr:`InfoGCN.label_smoothing`, and
   :meth:`InfoGCN.auxiliary_loss` adds the MMD and latent-mean terms; both accept the soft
   targets of mixed samples;

@@ -1,0 +1,23 @@
+"""Training methods: each changes a training step through the hooks of
+:class:`~shapmix.methods.base.TrainingMethod`; the trainer never names one.
+
+One module per method family (:mod:`.mixers`, :mod:`.shapmix`, :mod:`.glmc`, ...);
+:mod:`.registry` maps ``method.name`` to its builder.
+"""
+
+from .base import MethodInputs, MixingMethod, TrainingMethod, TrainingNetwork
+from .glmc import GLMCMethod
+from .registry import BASELINE_METHODS, METHOD_BUILDERS, build_method
+from .shapmix import ShapMixMethod
+
+__all__ = [
+    "BASELINE_METHODS",
+    "METHOD_BUILDERS",
+    "GLMCMethod",
+    "MethodInputs",
+    "MixingMethod",
+    "ShapMixMethod",
+    "TrainingMethod",
+    "TrainingNetwork",
+    "build_method",
+]
