@@ -22,10 +22,13 @@ Peak memory is what the steps add on top of the built model and batch:
 ``--original-dir NAME=PATH`` (repeatable) also builds backbone ``NAME`` from a checkout of its
 original code at ``PATH`` (never part of this repository) and measures it on the same batch in
 the same run; the table then shows both and the ratios ours / original (below 1: ours is faster
-or smaller).  Supported originals (:data:`ORIGINALS`): ``stgcnpp`` (kennymckormick/pyskl; its
-``STGCN`` backbone is imported without mmcv, which is replaced by three tiny stand-ins, and
-followed by ``GCNHead``'s pooling and linear layer) and ``agcn`` (lshiwjx/2s-AGCN; its fixed
-graph's ``.cuda(x.get_device())`` is made a no-op for CPU tensors).  ``--rounds R`` alternates
+or smaller).  Supported originals (:data:`ORIGINALS`): ``ctrgcn`` (Uason-Chen/CTR-GCN),
+``stgcnpp`` (kennymckormick/pyskl; its ``STGCN`` backbone is imported without mmcv, which is
+replaced by three tiny stand-ins, and followed by ``GCNHead``'s pooling and linear layer),
+``agcn`` (lshiwjx/2s-AGCN), ``infogcn`` (stnoah1/infogcn; needs ``einops``, its output's logits
+are trained with cross entropy like ours) and ``hdgcn`` (Jho-Yonsei/HD-GCN, needs ``einops``;
+its ``x.get_device()`` is made to return the device itself, so that it runs on the CPU).
+2s-AGCN's and CTR-GCN's fixed graphs' ``.cuda(x.get_device())`` is made a no-op for CPU tensors.  ``--rounds R`` alternates
 ours and the original R times and reports the median of the rounds.
 
 Timings on a shared machine are noisy; compare within one run.
@@ -41,6 +44,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import resource
@@ -142,16 +146,22 @@ def _build_pyskl_stgcnpp(checkout: Path) -> tuple[nn.Module, Callable[[torch.Ten
     return model, lambda x: x.permute(0, 4, 2, 3, 1).contiguous()  # ours (N C T V M) -> pyskl's N M T V C
 
 
-def _build_2s_agcn(checkout: Path) -> tuple[nn.Module, Callable[[torch.Tensor], torch.Tensor]]:
-    """2s-AGCN's joint-stream ``model.agcn.Model`` (``config/nturgbd-cross-subject/train_joint.yaml``)."""
+def _allow_cpu_graphs(checkout: Path) -> None:
+    """Put ``checkout`` first on ``sys.path`` (its ``model`` and ``graph`` packages) and make
+    ``Tensor.cuda(-1)`` a no-op: 2s-AGCN and CTR-GCN move their fixed graphs with
+    ``.cuda(x.get_device())``, which is -1 for a CPU input."""
     sys.path.insert(0, str(checkout))
     to_cuda = torch.Tensor.cuda
 
     def cuda_unless_cpu(tensor, device=None, *args, **kwargs):
-        # the original moves its fixed graph with `.cuda(x.get_device())`: -1 for a CPU input
         return tensor if device == -1 else to_cuda(tensor, device, *args, **kwargs)
 
     torch.Tensor.cuda = cuda_unless_cpu
+
+
+def _build_2s_agcn(checkout: Path) -> tuple[nn.Module, Callable[[torch.Tensor], torch.Tensor]]:
+    """2s-AGCN's joint-stream ``model.agcn.Model`` (``config/nturgbd-cross-subject/train_joint.yaml``)."""
+    _allow_cpu_graphs(checkout)
     from model.agcn import Model
 
     model = Model(num_class=NUM_CLASSES, num_point=NUM_JOINTS, num_person=NUM_PERSONS,
@@ -159,9 +169,65 @@ def _build_2s_agcn(checkout: Path) -> tuple[nn.Module, Callable[[torch.Tensor], 
     return model, lambda x: x
 
 
+def _ctr_gcn(checkout: Path) -> tuple[nn.Module, Callable[[torch.Tensor], torch.Tensor]]:
+    """CTR-GCN's ``model.ctrgcn.Model`` (``config/nturgbd-cross-subject/default.yaml``)."""
+    _allow_cpu_graphs(checkout)
+    from model.ctrgcn import Model
+
+    model = Model(num_class=NUM_CLASSES, num_point=NUM_JOINTS, num_person=NUM_PERSONS,
+                  graph="graph.ntu_rgb_d.Graph", graph_args={"labeling_mode": "spatial"})
+    return model, lambda x: x
+
+
+class _FirstOutput(nn.Module):
+    """The logits of a model that returns ``(logits, latent)`` (InfoGCN)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)[0]
+
+
+def _infogcn(checkout: Path) -> tuple[nn.Module, Callable[[torch.Tensor], torch.Tensor]]:
+    """InfoGCN's ``model.infogcn.InfoGCN`` as its README trains it on NTU (``--k 1``, 3 heads,
+    noise ratio 0.5, prior gain 3); the step's loss is cross entropy on the logits, as ours."""
+    _allow_cpu_graphs(checkout)
+    from model.infogcn import InfoGCN
+
+    model = InfoGCN(num_class=NUM_CLASSES, num_point=NUM_JOINTS, num_person=NUM_PERSONS,
+                    graph="graph.ntu_rgb_d.Graph", k=1, num_head=3, noise_ratio=0.5, gain=3)
+    model.A_vector = model.A_vector.float()  # a float64 plain attribute there; float32 input here
+    return _FirstOutput(model), lambda x: x
+
+
+def _hd_gcn(checkout: Path) -> tuple[nn.Module, Callable[[torch.Tensor], torch.Tensor]]:
+    """HD-GCN's ``model.HDGCN.Model`` (``config/nturgbd-cross-subject/joint_com_21.yaml``).
+
+    The checkout's ``graph/__init__.py`` imports two modules the repository does not have
+    (``ntu_rgb_d``, ``ucla_hierarchy``), so ``graph`` is an empty package over the checkout's
+    folder and only the modules the model uses are imported."""
+    _allow_cpu_graphs(checkout)
+    graph = types.ModuleType("graph")
+    graph.__path__ = [str(checkout / "graph")]
+    sys.modules["graph"] = graph
+    importlib.import_module("graph.ntu_rgb_d_hierarchy")  # the original looks it up as an attribute
+    # its EdgeConv makes index tensors on `x.get_device()`, which is -1 (not a device) for a CPU input
+    torch.Tensor.get_device = lambda tensor: tensor.device
+    from model.HDGCN import Model
+
+    model = Model(num_class=NUM_CLASSES, num_point=NUM_JOINTS, num_person=NUM_PERSONS,
+                  graph="graph.ntu_rgb_d_hierarchy.Graph", graph_args={"labeling_mode": "spatial", "CoM": 21})
+    return model, lambda x: x
+
+
 ORIGINALS: dict[str, Callable[[Path], tuple[nn.Module, Callable[[torch.Tensor], torch.Tensor]]]] = {
+    "ctrgcn": _ctr_gcn,
     "stgcnpp": _build_pyskl_stgcnpp,
     "agcn": _build_2s_agcn,
+    "infogcn": _infogcn,
+    "hdgcn": _hd_gcn,
 }
 """Backbone name -> builder of its original model from a checkout: ``(model, input converter)``;
 the converter maps our ``(N, C, T, V, M)`` batch to the original's input layout."""
