@@ -200,3 +200,22 @@ def test_gpu_check_reports_a_failing_phase_without_stopping(monkeypatch):
     targets = summary["targets"]
     assert targets["stmix_over_double"]["value"] is None and targets["stmix_over_double"]["met"] is None
     assert targets["bf16_over_fp32"]["met"] is True and targets["pipeline_and_mixing_share"]["met"] is False
+
+
+@pytest.mark.parametrize("path", sorted((BENCHMARKS / "configs").glob("*.yaml")), ids=lambda p: p.stem)
+def test_benchmark_config_files_validate_and_name_only_registered_backbones(path):
+    """Each file is a run config or an experiment (with an ``experiment:`` block) that loads."""
+    import yaml
+
+    from shapmix.bench.experiment import load_experiment
+    from shapmix.config import load_config
+    from shapmix.models import available_models
+
+    config = load_config(path)
+    names = {config.model.name}
+    if "experiment" in yaml.safe_load(path.read_text()):
+        experiment = load_experiment(path)
+        assert experiment.rows, f"{path.name} has no rows"
+        names |= {item.split("=", 1)[1] for row in experiment.rows for stage in row.stages for item in stage
+                  if item.startswith("model.name=")}
+    assert names <= set(available_models()), f"{path.name} names unknown backbone(s) {names - set(available_models())}"
