@@ -242,3 +242,18 @@ def test_skelemix_trains_on_the_mixed_batch_alone_and_skelemixclr_on_clean_plus_
             else:
                 expected = criterion(model(x), y) + criterion(model(x_mixed), targets)
         assert torch.allclose(loss, expected, atol=1e-6)
+
+
+def test_presets_name_the_authors_settings_and_stmix_loss():
+    from shapmix.bench.presets import PRESETS, preset_config
+
+    stmix = preset_config(PRESETS["stmix"], 0, None)
+    skelemix = preset_config(PRESETS["skelemix"], 0, None)
+    assert (skelemix.method.name, skelemix.method.skelemix_fraction) == ("skelemix", 1 / 16)
+    clr = preset_config(PRESETS["skelemixclr"], 0, None).method
+    assert (clr.name, clr.skelemixclr_min_parts, clr.skelemixclr_max_parts) == ("skelemixclr", 2, 3)
+    assert (clr.skelemixclr_segment_frames, clr.skelemixclr_clip_fraction) == (4, (7 / 16, 11 / 16))
+    assert clr.skelemixclr_draw == "per_batch"
+    # the same loss as the stmix preset, so the mixing is the only difference (Table 7's comparison)
+    for name in ("skelemix", "skelemixclr"):
+        assert preset_config(PRESETS[name], 0, None).loss == stmix.loss

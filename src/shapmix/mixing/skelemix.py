@@ -19,10 +19,11 @@ read back to the host and nothing loops over samples.
     lower body of randomly chosen samples.  The choices made here, where that leaves room:
 
     * **Which rows.** ``ceil(fraction * N)`` rows of each batch (``fraction = 1/16``: 4 of a
-      batch of 64) are replaced by a mixed sample; the others pass unchanged with one-hot
-      targets.  The batch is trained on as it comes out (:class:`~shapmix.methods.mixers.
-      InPlaceMixingMethod`), as "1/16 of the samples in a batch" reads: the mixed samples take
-      the place of originals rather than being added as a second batch.
+      batch of 64), chosen uniformly, are replaced by a mixed sample; the others pass unchanged
+      with one-hot targets.  The batch is trained on as it comes out
+      (:class:`~shapmix.methods.mixers.InPlaceMixingMethod`), as "1/16 of the samples in a
+      batch" reads: the mixed samples take the place of originals rather than being added as a
+      second batch.  Under DDP each rank mixes ``ceil(fraction * N)`` of its own ``N`` rows.
     * **Upper and lower body** come from the layout's five parts: the lower body is the two leg
       parts (:data:`LOWER_BODY_PARTS`: hips, knees, ankles and feet), the upper body all the
       others (torso or head, both arms).  A mixed row ``i`` keeps its own lower body and takes
