@@ -26,7 +26,6 @@ class InPlaceMixingMethod(MixingMethod):
 
     def mix(self, x: torch.Tensor, y: torch.Tensor, epoch: int) -> None:
         """No second batch: the mixing happens in :meth:`training_loss`."""
-        return None
 
     def training_loss(
         self, network: nn.Module, x: torch.Tensor, y: torch.Tensor, criterion: nn.Module, epoch: int

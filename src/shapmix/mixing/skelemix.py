@@ -201,7 +201,7 @@ class SkeleMix(BatchMixer):
     def mix_with_info(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, MixInfo]:
         _check_batch(x, y)
         _check_joints(self.layout, x)
-        n, _, t, v, _ = x.shape
+        n, _, t, _, _ = x.shape
         g = self._generator_for(x)
         device = g.device
         partner = draw_partners(n, g, self.partner)
