@@ -257,3 +257,15 @@ def test_presets_name_the_authors_settings_and_stmix_loss():
     # the same loss as the stmix preset, so the mixing is the only difference (Table 7's comparison)
     for name in ("skelemix", "skelemixclr"):
         assert preset_config(PRESETS[name], 0, None).loss == stmix.loss
+
+
+def test_an_interrupted_per_sample_skelemixclr_run_resumes_exactly(tmp_path):
+    # the default settings of both methods resume in test_engine's test of every method
+    from helpers import assert_resumed_run_matches, make_tiny_dataset, tiny_config
+
+    data = make_tiny_dataset(tmp_path / "data")
+    options = ["method.name=skelemixclr", "method.skelemixclr_draw=per_sample", "method.partner=cycle"]
+    config = tiny_config(data, epochs=2, extra=[*options, "data.window=16"])
+    _, expected, interrupted = assert_resumed_run_matches(config, tmp_path)
+    # the mixer's stream moved on in the second epoch, and came back with the resumed run
+    assert not torch.equal(expected["method"]["mixer"]["generator"], interrupted["method"]["mixer"]["generator"])
