@@ -61,6 +61,9 @@ METHODS = {
     "shapmix_sampled_random": (dict(SHAPMIX_OPTIONS, shapley_estimator="sampled", guidance="random"), "balanced_softmax"),
     "shapmix_gradcam": (dict(SHAPMIX_OPTIONS, guidance="gradcam"), "balanced_softmax"),
     "shapmix_per_batch": (dict(SHAPMIX_OPTIONS, draw="per_batch", mixup_alpha=0.5), "ce"),
+    "skelemix": (dict(name="skelemix", skelemix_fraction=0.25), "balanced_softmax"),
+    "skelemixclr": (dict(name="skelemixclr"), "balanced_softmax"),
+    "skelemixclr_per_sample": (dict(name="skelemixclr", skelemixclr_draw="per_sample", partner="cycle"), "ce"),
 }
 
 

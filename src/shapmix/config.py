@@ -26,6 +26,14 @@ from .errors import ConfigError
 from .mixing.parts import DEFAULT_MAX_PARTS, DEFAULT_MIN_PARTS
 from .mixing.remix import DEFAULT_REMIX_ALPHA, DEFAULT_REMIX_KAPPA, DEFAULT_REMIX_TAU
 from .mixing.saliency import AUTHORS_TAU, DEFAULT_MOMENTUM, DEFAULT_TAU
+from .mixing.skelemix import (
+    DEFAULT_CLR_CLIP_FRACTION,
+    DEFAULT_CLR_DRAW,
+    DEFAULT_CLR_MAX_PARTS,
+    DEFAULT_CLR_MIN_PARTS,
+    DEFAULT_CLR_SEGMENT_FRAMES,
+    DEFAULT_SKELEMIX_FRACTION,
+)
 from .mixing.stmix import (
     DEFAULT_DONOR_RESIZE,
     DEFAULT_DRAW,
@@ -256,9 +264,13 @@ class MethodConfig(Section):
     Every mixing method trains on the clean and the mixed batch together.  ``glmc``: global
     Mixup and local CutMix of the batch with a re-sampled batch, a mixture consistency loss and
     cumulative head-tail re-weighting (Du et al. CVPR 2023), trained on the mixed batches only.
+    ``skelemix``: Ta-CNN's SkeletonMix (Xu et al. AAAI 2022): a share of each batch is replaced
+    by samples made of one skeleton's lower body and another's upper body, and that batch alone
+    is trained on.  ``skelemixclr``: SkeleMixCLR's cut-and-paste of 2-3 body parts in a temporal
+    clip (Chen et al. arXiv 2207.03065) with soft targets, trained with the clean batch.
     """
 
-    name: Literal["none", "mixup", "cutmix", "stmix", "shapmix", "remix", "glmc"] = "none"
+    name: Literal["none", "mixup", "cutmix", "stmix", "shapmix", "remix", "glmc", "skelemix", "skelemixclr"] = "none"
     p_mixup: float = Field(DEFAULT_P_MIXUP, ge=0, le=1, description="stmix/shapmix: probability of global Mixup")
     mixup_alpha: float | None = Field(
         None, gt=0, description="Beta(alpha, alpha) mixing ratio; null = U(0, 1) as the authors"
@@ -317,6 +329,33 @@ class MethodConfig(Section):
         description="glmc: width of the projector and predictor (Du et al. 2023 reference: 128 "
         "for ResNet-32, 256 for the larger ResNets)",
     )
+    skelemix_fraction: float = Field(
+        DEFAULT_SKELEMIX_FRACTION, gt=0, le=1,
+        description="skelemix: share of each batch replaced by upper/lower-body mixes, ceil(share x N) "
+        "rows (Xu et al. 2022, Ta-CNN's first author in hikvision-research/skelact#1: 1/16)",
+    )
+    skelemixclr_min_parts: int = Field(
+        DEFAULT_CLR_MIN_PARTS, ge=1,
+        description="skelemixclr: fewest body parts cut (Chen et al. 2022, authors' swap_params spa_l: 2)",
+    )
+    skelemixclr_max_parts: int = Field(
+        DEFAULT_CLR_MAX_PARTS, ge=1,
+        description="skelemixclr: most body parts cut (Chen et al. 2022, authors' swap_params spa_u: 3)",
+    )
+    skelemixclr_segment_frames: int = Field(
+        DEFAULT_CLR_SEGMENT_FRAMES, ge=1,
+        description="skelemixclr: frames per temporal segment of the clip (authors' tem_downsample_ratio: 4)",
+    )
+    skelemixclr_clip_fraction: tuple[float, float] = Field(
+        DEFAULT_CLR_CLIP_FRACTION,
+        description="skelemixclr: (low, high) fraction of the segments in the pasted clip (authors' "
+        "tem_l..tem_u = 7..11 of the 16 segments of a 64-frame input: 7/16, 11/16)",
+    )
+    skelemixclr_draw: DrawMode = Field(
+        DEFAULT_CLR_DRAW,
+        description="skelemixclr: per_batch = one draw of parts and clip for the whole batch (the "
+        "authors' code); per_sample = each sample its own",
+    )
     guidance: Literal["shapley", "random", "gradcam"] = Field(
         "shapley",
         description="shapmix: parts from the table of Shapley estimates, uniformly at random (ST-Mix), "
@@ -354,6 +393,15 @@ class MethodConfig(Section):
         low, high = self.window_fraction
         if not 0 < low <= high <= 1:
             raise ValueError("window_fraction must satisfy 0 < low <= high <= 1")
+        return self
+
+    @model_validator(mode="after")
+    def _check_skelemixclr_ranges(self) -> "MethodConfig":
+        if self.skelemixclr_min_parts > self.skelemixclr_max_parts:
+            raise ValueError("skelemixclr_min_parts must not exceed skelemixclr_max_parts")
+        low, high = self.skelemixclr_clip_fraction
+        if not 0 < low <= high <= 1:
+            raise ValueError("skelemixclr_clip_fraction must satisfy 0 < low <= high <= 1")
         return self
 
 

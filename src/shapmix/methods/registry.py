@@ -32,6 +32,8 @@ METHOD_BUILDERS: dict[str, MethodBuilder] = {
     "shapmix": shapmix.build,
     "remix": mixers.build_remix,
     "glmc": glmc.build,
+    "skelemix": mixers.build_skelemix,
+    "skelemixclr": mixers.build_skelemixclr,
 }
 """``method.name`` -> the function that builds that training method."""
 BASELINE_METHODS = frozenset({"shapmix"})

@@ -6,6 +6,9 @@ from per-class Shapley saliency (:class:`SaliencyTable`, estimated online with
 :func:`estimate_combination_shapley`, or fed by :func:`gradcam_part_scores` for the paper's
 Grad-CAM ablation) with a tail-aware policy (Section 3.3).
 :class:`Remix` is the re-balanced Mixup baseline (Chou et al., ECCV-W 2020).
+:class:`SkeleMix` (Ta-CNN's upper/lower-body mixing, Xu et al., AAAI 2022) and
+:class:`SkeleMixCLR` (SkeleMixCLR's part-and-clip cut-and-paste, Chen et al., arXiv 2207.03065)
+are the skeleton mixings of the paper's Table 7.
 """
 
 from .gradcam import gradcam_joint_maps, gradcam_part_scores, last_block_gradients
@@ -30,6 +33,7 @@ from .shapley import (
     shapley_values,
 )
 from .shapmix import ClassScores, Guidance, ShapMix
+from .skelemix import SkeleMix, SkeleMixCLR, lower_body_mask
 from .stmix import (
     NO_COMBINATION,
     BatchMixer,
@@ -60,6 +64,8 @@ __all__ = [
     "SaliencyTable",
     "ShapMix",
     "ShapleyEstimate",
+    "SkeleMix",
+    "SkeleMixCLR",
     "coalition_joint_masks",
     "clipped_combination_shapley_values",
     "coalition_values",
@@ -74,6 +80,7 @@ __all__ = [
     "exact_combination_rows",
     "least_estimated_classes",
     "least_estimated_combinations",
+    "lower_body_mask",
     "make_stream",
     "remix_label_ratio",
     "mask_parts",

@@ -62,6 +62,7 @@ __all__ = [
     "mixed_targets",
     "paste_resized",
     "sample_mixing_ratio",
+    "segment_range",
     "window_mask",
 ]
 
@@ -263,6 +264,23 @@ def paste_resized(
     resized = frames(lower) * (1 - weight) + frames(upper) * weight
     mask = inside[:, None, :, None, None] & joint_mask.to(device)[:, None, None, :, None]
     return torch.where(mask, resized, x)
+
+
+def segment_range(num_frames: int, segment_frames: int, fraction: tuple[float, float]) -> tuple[int, int, int]:
+    """``(segments, smallest, largest)``: a clip of ``num_frames`` frames split into ``segments =
+    num_frames // segment_frames`` segments, and the range of window lengths, in segments, that
+    ``fraction = (lo, hi)`` allows: ``ceil(lo * segments)..floor(hi * segments)``, at least 1.
+
+    Raises:
+        ValueError: if the clip is shorter than one segment.
+    """
+    segments = num_frames // segment_frames
+    if segments < 1:
+        raise ValueError(f"need at least {segment_frames} frames to mix, got {num_frames}")
+    low, high = fraction
+    smallest = max(1, math.ceil(round(low * segments, _ROUND_DIGITS)))
+    largest = max(smallest, math.floor(round(high * segments, _ROUND_DIGITS)))
+    return segments, smallest, largest
 
 
 # --------------------------------------------------------------------------- mixers
@@ -544,13 +562,7 @@ class STMix(BatchMixer):
 
     def window_segments(self, num_frames: int) -> tuple[int, int, int]:
         """``(segments, min_window, max_window)`` in segments for a clip of ``num_frames``."""
-        segments = num_frames // self.segment_frames
-        if segments < 1:
-            raise ValueError(f"need at least {self.segment_frames} frames to mix, got {num_frames}")
-        low, high = self.window_fraction
-        smallest = max(1, math.ceil(round(low * segments, _ROUND_DIGITS)))
-        largest = max(smallest, math.floor(round(high * segments, _ROUND_DIGITS)))
-        return segments, smallest, largest
+        return segment_range(num_frames, self.segment_frames, self.window_fraction)
 
     def choose_combinations(self, y: torch.Tensor, partner: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The part policy: which combination each sample receives from its partner.
