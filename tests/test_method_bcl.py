@@ -9,9 +9,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import (
+    assert_resumed_run_matches,
+    make_tiny_dataset,
+    tiny_config,
+    tiny_overrides,
+)
 from torch.utils.data import default_collate
 
-from helpers import assert_resumed_run_matches, make_tiny_dataset, tiny_config, tiny_overrides
 from shapmix.bench.presets import PRESETS, preset_config
 from shapmix.config import ConfigError
 from shapmix.data.transforms import RandomRotation, build_pipeline
@@ -114,7 +119,8 @@ def test_logit_compensation_adds_the_log_priors(tiny_data):
     model, method, x, y, counts = _tiny_bcl(tiny_data, ["method.bcl_beta=0", "method.bcl_alpha=2"])
     log_prior = torch.tensor(np.log(counts / counts.sum()), dtype=torch.float32)
     # zero logits: the loss of class c is -log prior_c
-    assert method.classification_loss(torch.zeros(1, 4), torch.tensor([3])).item() == pytest.approx(-log_prior[3].item())
+    zero_logit_loss = method.classification_loss(torch.zeros(1, 4), torch.tensor([3]))
+    assert zero_logit_loss.item() == pytest.approx(-log_prior[3].item())
     # with beta = 0 the step's loss is alpha * cross entropy on logits + log prior
     loss, logits = method.training_loss(TrainingNetwork(model, method.heads), x, y, None, epoch=0)
     torch.testing.assert_close(loss, 2 * F.cross_entropy(logits + log_prior, y))
@@ -127,7 +133,8 @@ def test_every_part_is_trained(tiny_data):
     loss, logits = method.training_loss(TrainingNetwork(model, method.heads), x, y, None, epoch=0)
     assert logits.shape == (8, 4) and torch.isfinite(loss)
     loss.backward()
-    for name, parameter in [*method.heads.named_parameters(), ("fc.weight", model.fc.weight), ("data_bn", model.data_bn.weight)]:
+    backbone = [("fc.weight", model.fc.weight), ("data_bn.weight", model.data_bn.weight)]
+    for name, parameter in [*method.heads.named_parameters(), *backbone]:
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
 
 

@@ -5,18 +5,26 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import torch
+from helpers import (
+    assert_resumed_run_matches,
+    assert_same_state,
+    make_tiny_dataset,
+    tiny_config,
+    tiny_overrides,
+)
 from torch.utils.data import default_collate
 
-from helpers import assert_resumed_run_matches, make_tiny_dataset, tiny_config, tiny_overrides
 from shapmix.config import ConfigError
 from shapmix.engine.checkpoint import load_checkpoint
-from shapmix.engine.trainer import train
+from shapmix.engine.preemption import TrainingInterrupted
+from shapmix.engine.trainer import Trainer, train
 from shapmix.methods import PaCoMethod, TrainingNetwork, build_method
 from shapmix.methods.paco import KeyQueue, paco_loss
 
@@ -69,8 +77,8 @@ def _loop_paco_loss(q, k, queue, y, queue_y, z, counts, alpha, beta, gamma, temp
         sample = {j: float(q[i].double() @ samples[j]) / temperature for j in range(len(samples)) if j != i}
         denominator = sum(math.exp(v) for v in centre) + gamma * sum(math.exp(v) for v in sample.values())
         positives = [j for j in sample if sample_y[j] == int(y[i])]
-        log_p = lambda v: v - math.log(denominator)  # noqa: E731
-        weighted = beta * log_p(centre[int(y[i])]) + alpha * sum(log_p(sample[j]) for j in positives)
+        log_z = math.log(denominator)
+        weighted = beta * (centre[int(y[i])] - log_z) + alpha * sum(sample[j] - log_z for j in positives)
         total += -weighted / (beta + alpha * len(positives))
     return total / len(q)
 
@@ -78,8 +86,10 @@ def _loop_paco_loss(q, k, queue, y, queue_y, z, counts, alpha, beta, gamma, temp
 def test_paco_loss_is_the_term_by_term_formula():
     generator = torch.Generator().manual_seed(0)
     batch, queue_size, dim, classes = 5, 7, 4, 3
-    unit = lambda *shape: torch.nn.functional.normalize(torch.randn(*shape, generator=generator), dim=-1)  # noqa: E731
-    q, k, queue = unit(batch, dim), unit(batch, dim), unit(queue_size, dim)
+    q, k, queue = (
+        torch.nn.functional.normalize(torch.randn(rows, dim, generator=generator), dim=1)
+        for rows in (batch, batch, queue_size)
+    )
     y = torch.tensor([0, 1, 0, 2, 0])
     queue_y = torch.tensor([2, 2, 0, 1, 1, 0, 2])
     z = torch.randn(batch, classes, generator=generator)
@@ -189,9 +199,36 @@ def test_paco_resumes_exactly_with_its_queue_and_momentum_encoder(tiny_data, tmp
     # 3 steps of 8 per epoch: the pointer went round the queue of 20
     assert int(interrupted["method"]["queue"]["pointer"]) == 4 and int(method["queue"]["pointer"]) == 8
     assert set(method) == {"heads", "key_encoder", "queue", "views"}
-    assert any(
-        not torch.equal(value, interrupted["method"]["key_encoder"][key]) for key, value in method["key_encoder"].items()
-    )
+    at_interruption = interrupted["method"]["key_encoder"]
+    assert any(not torch.equal(value, at_interruption[key]) for key, value in method["key_encoder"].items())
+
+
+@pytest.mark.slow
+def test_paco_stopped_by_a_signal_mid_epoch_resumes_exactly(tiny_data, tmp_path):
+    """SIGTERM during global step 4 (epoch 2, step 2 of 3): the mid-epoch checkpoint holds the
+    queue, the key encoder and the position of the epoch's view rotations."""
+    config = tiny_config(tiny_data, epochs=2, extra=[*PACO, "method.paco_queue_size=20", "method.paco_momentum=0.9"])
+    train(config, tmp_path / "full")
+    stopped = tmp_path / "stopped"
+    trainer = Trainer(config, stopped)
+    before_step = trainer.method.before_step
+
+    def signalling(model, x, y, epoch, step):
+        if step == 4:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return before_step(model, x, y, epoch, step)
+
+    trainer.method.before_step = signalling
+    with pytest.raises(TrainingInterrupted):
+        trainer.fit()
+    trainer.close()
+    in_epoch = load_checkpoint(stopped / "last.pt")["in_epoch"]
+    assert (in_epoch["epoch"], in_epoch["step"]) == (1, 2)
+    assert int(in_epoch["ranks"][0]["method"]["queue"]["pointer"]) == 0  # 5 steps of 8 in a queue of 20
+    train(config, stopped, resume=True)
+    expected, resumed = load_checkpoint(tmp_path / "full" / "last.pt"), load_checkpoint(stopped / "last.pt")
+    for section in ("model", "method"):
+        assert_same_state(expected[section], resumed[section], section)
 
 
 @pytest.mark.slow

@@ -41,7 +41,13 @@ from torch import nn
 
 from ..losses import BalancedSoftmax
 from .base import MethodInputs, TrainingMethod
-from .contrastive import RotatedViews, check_backbone, classifier_weight, pipeline_rotation, projection_mlp
+from .contrastive import (
+    RotatedViews,
+    check_backbone,
+    classifier_weight,
+    pipeline_rotation,
+    projection_mlp,
+)
 
 __all__ = ["BCLHeads", "BCLMethod", "balanced_contrastive_loss"]
 

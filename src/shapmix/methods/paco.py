@@ -34,8 +34,8 @@ batch; the queue may be any size of at least the global batch (the original need
 a class without training samples counts as one sample in the prior (the original adds 1e-9).
 As the original, the queue starts with Gaussian keys normalised along the queue axis (so every
 starting key is short) and random labels, replaced within ``Q / global batch`` steps; the
-momentum encoder runs in training mode (batch statistics) and also moves the classifier copy,
-which it does not use.
+momentum encoder runs in training mode (batch statistics), and its copy of the classifier moves
+too but is not used.
 """
 
 from __future__ import annotations
@@ -55,7 +55,16 @@ from ..skeleton.layouts import Layout
 from .base import MethodInputs, TrainingMethod, TrainingNetwork
 from .contrastive import RotatedViews, check_backbone, pipeline_rotation, projection_mlp
 
-__all__ = ["KeyQueue", "PaCoHeads", "PaCoMethod", "frozen_copy", "gather_from_ranks", "log_class_prior", "momentum_update", "paco_loss"]
+__all__ = [
+    "KeyQueue",
+    "PaCoHeads",
+    "PaCoMethod",
+    "frozen_copy",
+    "gather_from_ranks",
+    "log_class_prior",
+    "momentum_update",
+    "paco_loss",
+]
 
 
 def paco_loss(
@@ -89,11 +98,11 @@ def paco_loss(
         ``w_ij`` = ``beta`` for ``i``'s class centre, ``alpha`` for its same-class samples.
     """
     batch, num_classes = centre_logits.shape
-    dtype = queries.dtype
-    contrast = torch.cat([queries, keys.to(dtype), queue_keys.to(dtype)])  # (2B + Q, D)
+    contrast = torch.cat([queries, keys.to(queries.dtype), queue_keys.to(queries.dtype)])  # (2B + Q, D)
     contrast_labels = torch.cat([labels, labels, queue_labels])
     sample_logits = queries @ contrast.T / temperature  # (B, 2B + Q)
-    logits = torch.cat([centre_logits + log_prior.to(centre_logits.dtype), sample_logits.to(centre_logits.dtype)], dim=1)
+    dtype = centre_logits.dtype
+    logits = torch.cat([centre_logits + log_prior.to(dtype), sample_logits.to(dtype)], dim=1)
     itself = torch.eye(batch, len(contrast), dtype=torch.bool, device=queries.device)  # q_i in column i
     classes = torch.arange(num_classes, device=labels.device)
     centre_positive = labels[:, None] == classes[None, :]
@@ -125,7 +134,9 @@ def frozen_copy(module: nn.Module) -> nn.Module:
     """A deep copy of ``module`` whose parameters take no gradient.  The skeleton layouts it
     refers to are shared, not copied: they are immutable, and their read-only part mappings
     cannot be copied."""
-    layouts = {id(value): value for part in module.modules() for value in vars(part).values() if isinstance(value, Layout)}
+    layouts = {
+        id(value): value for part in module.modules() for value in vars(part).values() if isinstance(value, Layout)
+    }
     return copy.deepcopy(module, memo=layouts).requires_grad_(False)
 
 
@@ -135,7 +146,9 @@ def momentum_update(key: nn.Module, query: nn.Module, momentum: float) -> None:
     modules have the same parameters in the same order; buffers are left alone)."""
     key_parameters, query_parameters = list(key.parameters()), list(query.parameters())
     if len(key_parameters) != len(query_parameters):
-        raise ValueError(f"the key encoder has {len(key_parameters)} parameters, the query side {len(query_parameters)}")
+        raise ValueError(
+            f"the key encoder has {len(key_parameters)} parameters, the query side {len(query_parameters)}"
+        )
     torch._foreach_lerp_(key_parameters, [p.detach() for p in query_parameters], 1.0 - momentum)
 
 
