@@ -132,7 +132,8 @@ def test_cli_synth_writes_a_loadable_dataset_and_rejects_unknown_settings(tmp_pa
 
 # Every method the schema accepts (a new method is covered as soon as it is added there).
 METHODS = get_args(MethodConfig.model_fields["name"].annotation)
-METHOD_EXTRA = {"glmc": ["loss.name=ce"]}  # GLMC trains with its own losses
+# GLMC, PaCo and BCL train with their own losses
+METHOD_EXTRA = {"glmc": ["loss.name=ce"], "paco": ["loss.name=ce"], "bcl": ["loss.name=ce"]}
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -157,6 +158,8 @@ def test_every_method_trains_and_resumes_its_state(tiny_data, tmp_path, method):
         assert (full / "saliency_table.csv").exists() and (full / "saliency_heatmap.png").exists()
     elif method == "glmc":
         assert "heads" in state
+    elif method in ("paco", "bcl"):
+        assert {"heads", "views"} <= set(state)
     elif method != "none":
         assert "mixer" in state
 

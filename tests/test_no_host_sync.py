@@ -30,7 +30,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from shapmix.config import MethodConfig
 from shapmix.data.transforms import build_pipeline
-from shapmix.methods import build_method
+from shapmix.methods import TrainingNetwork, build_method
 from shapmix.losses import BalancedSoftmax, CrossEntropy
 from shapmix.mixing import mean_sequence
 from shapmix.models import build_model
@@ -64,6 +64,8 @@ METHODS = {
     "skelemix": (dict(name="skelemix", skelemix_fraction=0.25), "balanced_softmax"),
     "skelemixclr": (dict(name="skelemixclr"), "balanced_softmax"),
     "skelemixclr_per_sample": (dict(name="skelemixclr", skelemixclr_draw="per_sample", partner="cycle"), "ce"),
+    "paco": (dict(name="paco"), "ce"),  # its own loss: the criterion is not used
+    "bcl": (dict(name="bcl"), "ce"),
 }
 
 
@@ -143,10 +145,13 @@ class TrainingSteps:
         self.augment = torch.Generator(device=device).manual_seed(seed)
         baseline = mean_sequence(build_pipeline(LAYOUT, train=False, window=WINDOW)(self.x, self.lengths)[0])
         self.method = build_method(
-            MethodConfig(**options), num_classes, CLASS_COUNTS, LAYOUT, seed, baseline=baseline, model=self.model
+            MethodConfig(**options), num_classes, CLASS_COUNTS, LAYOUT, seed, baseline=baseline, model=self.model,
+            train_pipeline=self.pipeline,
         )
         self.criterion = (CrossEntropy() if loss_name == "ce" else BalancedSoftmax(CLASS_COUNTS)).to(device)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=1e-4)
+        # a method with its own heads trains them with the model, as the trainer does
+        self.network = self.model if self.method.heads is None else TrainingNetwork(self.model, self.method.heads)
+        self.optimizer = torch.optim.SGD(self.network.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=1e-4)
         self.totals = torch.zeros(3, dtype=torch.float64, device=device)
         self.global_step = 0
 
@@ -154,7 +159,7 @@ class TrainingSteps:
         epoch = self.global_step // STEPS_PER_EPOCH
         x, _ = self.pipeline(self.x, self.lengths, self.augment)
         self.method.before_step(self.model, x, self.y, epoch, self.global_step)
-        loss, logits = self.method.training_loss(self.model, x, self.y, self.criterion, epoch)
+        loss, logits = self.method.training_loss(self.network, x, self.y, self.criterion, epoch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

@@ -268,9 +268,16 @@ class MethodConfig(Section):
     by samples made of one skeleton's lower body and another's upper body, and that batch alone
     is trained on.  ``skelemixclr``: SkeleMixCLR's cut-and-paste of 2-3 body parts in a temporal
     clip (Chen et al. arXiv 2207.03065) with soft targets, trained with the clean batch.
+    ``paco``: parametric contrastive learning (Cui et al. ICCV 2021): a supervised contrastive
+    loss against a momentum encoder's queue of keys and the classifier as learnable class
+    centres, with log-prior-adjusted centre logits.  ``bcl``: balanced contrastive learning (Zhu
+    et al. CVPR 2022): logit-compensated cross entropy plus a class-averaged, class-complemented
+    supervised contrastive loss on two further views.  Both train with their own losses.
     """
 
-    name: Literal["none", "mixup", "cutmix", "stmix", "shapmix", "remix", "glmc", "skelemix", "skelemixclr"] = "none"
+    name: Literal[
+        "none", "mixup", "cutmix", "stmix", "shapmix", "remix", "glmc", "skelemix", "skelemixclr", "paco", "bcl",
+    ] = "none"
     p_mixup: float = Field(DEFAULT_P_MIXUP, ge=0, le=1, description="stmix/shapmix: probability of global Mixup")
     mixup_alpha: float | None = Field(
         None, gt=0, description="Beta(alpha, alpha) mixing ratio; null = U(0, 1) as the authors"
@@ -355,6 +362,58 @@ class MethodConfig(Section):
         DEFAULT_CLR_DRAW,
         description="skelemixclr: per_batch = one draw of parts and clip for the whole batch (the "
         "authors' code); per_sample = each sample its own",
+    )
+    paco_alpha: float = Field(
+        0.01, ge=0,
+        description="paco: weight of the sample positives (same-class batch samples, keys and queued keys) "
+        "against the class-centre positive (Cui et al. 2021, official CIFAR-100-LT scripts --alpha: 0.01; "
+        "ImageNet-LT and iNaturalist: 0.05)",
+    )
+    paco_beta: float = Field(
+        1.0, ge=0,
+        description="paco: weight of the class-centre positive (official code --beta: 1)",
+    )
+    paco_gamma: float = Field(
+        1.0, ge=0,
+        description="paco: weight of the samples in the contrastive denominator, the class centres "
+        "weighing 1 (official code --gamma: 1)",
+    )
+    paco_temperature: float = Field(
+        0.05, gt=0,
+        description="paco: temperature of the sample similarities; the centre logits are not divided by it "
+        "(official CIFAR-100-LT scripts --moco-t: 0.05; ImageNet-LT and iNaturalist: 0.2)",
+    )
+    paco_queue_size: int = Field(
+        1024, ge=1,
+        description="paco: keys in the momentum queue, at least the global batch size "
+        "(official CIFAR-100-LT scripts --moco-k: 1024; ImageNet-LT default: 8192)",
+    )
+    paco_dim: int = Field(
+        128, ge=1,
+        description="paco: width of the normalised projection the contrast is computed on "
+        "(official default --moco-dim: 128; the CIFAR scripts use 32 for ResNet-32's 64-wide features)",
+    )
+    paco_momentum: float = Field(
+        0.999, ge=0, lt=1,
+        description="paco: the key encoder moves to m * key + (1 - m) * query before every step "
+        "(official default --moco-m, MoCo's: 0.999)",
+    )
+    bcl_alpha: float = Field(
+        1.0, ge=0,
+        description="bcl: weight of the logit-compensated cross entropy (Zhu et al. 2022, official code --alpha: 1)",
+    )
+    bcl_beta: float = Field(
+        0.35, ge=0,
+        description="bcl: weight of the balanced contrastive loss (official code --beta: 0.35)",
+    )
+    bcl_temperature: float = Field(
+        0.07, gt=0,
+        description="bcl: temperature of the balanced contrastive loss (official code --temp: 0.07)",
+    )
+    bcl_feature_dim: int = Field(
+        1024, ge=1,
+        description="bcl: output width of the two projection MLPs (samples and class centres; "
+        "official code --feat_dim: 1024)",
     )
     guidance: Literal["shapley", "random", "gradcam"] = Field(
         "shapley",
@@ -534,6 +593,16 @@ class Config(Section):
             raise ValueError(
                 f"method.name=glmc trains with its own losses (soft cross entropy on its conventional "
                 f"and re-balanced classifiers, Du et al. 2023); set loss.name=ce, not {self.loss.name!r}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_contrastive_loss(self) -> "Config":
+        if self.method.name in ("paco", "bcl") and self.loss.name != "ce":
+            raise ValueError(
+                f"method.name={self.method.name} trains with its own loss (PaCo: the contrastive loss with "
+                f"log-prior-adjusted class centres; BCL: logit-compensated cross entropy plus the balanced "
+                f"contrastive loss); set loss.name=ce, not {self.loss.name!r}"
             )
         return self
 

@@ -21,6 +21,8 @@ stream              parent      words     position, and what draws from it
 ``glmc``            run seed    ``9``     none: the seed of GLMC's re-sampled batches
 ``sampler_epoch``   ``shuffle`` none      ``(epoch,)``: a re-balancing sampler's epoch sequence
 ``glmc_epoch``      ``glmc``    none      ``(epoch, rank)``: GLMC's re-sampled batch and mixes
+``views``           run seed    ``10``    ``(epoch, rank)``: the rotations of the extra views of
+                                          PaCo and BCL (:mod:`shapmix.methods.views`)
 ==================  ==========  ========  ====================================================
 
 The numbers are those the project has always used: changing one changes every result.  The
@@ -49,6 +51,7 @@ __all__ = [
     "ESTIMATOR",
     "GLMC",
     "GLMC_EPOCH",
+    "VIEWS",
     "MIXER",
     "RUN_SEED",
     "SAMPLER_EPOCH",
@@ -89,8 +92,9 @@ ESTIMATOR = SeedStream("estimator", RUN_SEED, (8,))
 GLMC = SeedStream("glmc", RUN_SEED, (9,))
 SAMPLER_EPOCH = SeedStream("sampler_epoch", SHUFFLE.name, ())
 GLMC_EPOCH = SeedStream("glmc_epoch", GLMC.name, ())
+VIEWS = SeedStream("views", RUN_SEED, (10,))
 
-STREAMS: tuple[SeedStream, ...] = (SHUFFLE, AUGMENT, MIXER, ESTIMATOR, GLMC, SAMPLER_EPOCH, GLMC_EPOCH)
+STREAMS: tuple[SeedStream, ...] = (SHUFFLE, AUGMENT, MIXER, ESTIMATOR, GLMC, SAMPLER_EPOCH, GLMC_EPOCH, VIEWS)
 """Every stream of a run."""
 
 

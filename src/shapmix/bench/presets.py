@@ -36,6 +36,8 @@ Names and the methods of the Shap-Mix paper's Table 1 (Zhang et al., IJCAI 2024)
                       AAAI 2022) with Balanced Softmax (Table 7's comparison)
 ``skelemixclr``       SkeleMixCLR's part-and-clip cut-and-paste (Chen et al., arXiv 2207.03065)
                       with soft targets and Balanced Softmax (Table 7's comparison)
+``paco``              PaCo, parametric contrastive learning (Cui et al., ICCV 2021)
+``bcl``               BCL, balanced contrastive learning (Zhu et al., CVPR 2022)
 ====================  ==================================================================
 """
 
@@ -77,6 +79,27 @@ SECOND_STAGE_EPOCHS = 10
 # 0.1 on the classifier in stage 2.
 WEIGHT_BALANCING_STAGE1_DECAY = 5e-3
 WEIGHT_BALANCING_STAGE2_DECAY = 0.1
+
+# PaCo (Cui et al., ICCV 2021), official code github.com/dvlab-research/Parametric-Contrastive-
+# Learning, PaCo/LT/sh/CIFAR100_train_imb0.01.sh: CIFAR-100-LT at imbalance factor 100, the
+# small-scale setting with LT-NTU's imbalance factor (the ImageNet-LT and iNaturalist scripts
+# use alpha 0.05, temperature 0.2 and 8192 keys).
+PACO_ALPHA = 0.01  # --alpha: weight of the sample positives
+PACO_BETA = 1.0  # --beta: weight of the class-centre positive
+PACO_GAMMA = 1.0  # --gamma: weight of the samples in the denominator
+PACO_TEMPERATURE = 0.05  # --moco-t
+PACO_QUEUE_SIZE = 1024  # --moco-k
+PACO_MOMENTUM = 0.999  # --moco-m (paco_cifar.py default, MoCo's)
+# --moco-dim: the scripts' 32 suits ResNet-32's 64-wide features; the code's default 128 (MoCo's,
+# used for ImageNet-LT) is kept for the GCNs' 256-wide ones.
+PACO_DIM = 128
+# BCL (Zhu et al., CVPR 2022), official code github.com/FlamieZhu/Balanced-Contrastive-Learning,
+# main.py defaults (its ImageNet-LT and iNaturalist runs).
+BCL_ALPHA = 1.0  # --alpha: weight of the logit-compensated cross entropy
+BCL_BETA = 0.35  # --beta: weight of the balanced contrastive loss
+BCL_TEMPERATURE = 0.07  # --temp
+BCL_FEATURE_DIM = 1024  # --feat_dim: output width of the projection MLPs
+BCL_COSINE_SCALE = 30  # --use_norm True: NormedLinear, cosine logits scaled by s = 30
 
 SECOND_STAGE_SCHEDULE = (
     f"schedule.epochs={SECOND_STAGE_EPOCHS}",
@@ -213,17 +236,40 @@ _PRESET_LIST = [
         "glmc", "GLMC: global and local mixture consistency with cumulative re-balancing",
         "Du et al., CVPR 2023", (("method.name=glmc",),),
     ),
-]
-
-
-# The skeleton mixings of the paper's Table 7 (balanced NTU60, cross entropy for every row, which
-# the experiment file paper/table7-mixing sets).  On the long-tailed bench each takes the loss of
-# the ``stmix`` preset, Balanced Softmax, so that the mixing is the only difference from ST-Mix,
-# which is what Table 7 compares; their own papers train balanced data with cross entropy.
-# Hyper-parameters (the config defaults, named here): SkeleMix mixes 1/16 of each batch (Ta-CNN's
-# first author, hikvision-research/skelact#1); SkeleMixCLR cuts 2..3 parts in a clip of 7..11 of
-# 16 four-frame segments, drawn once per batch (czhaneva/SkeleMixCLR, swap_params [2, 3, 7, 11]).
-_PRESET_LIST += [
+    Preset(
+        "paco", "PaCo: supervised contrast with a momentum queue and the classifier as learnable class centres",
+        "Cui et al., ICCV 2021",
+        ((
+            "method.name=paco",
+            f"method.paco_alpha={PACO_ALPHA}",
+            f"method.paco_beta={PACO_BETA}",
+            f"method.paco_gamma={PACO_GAMMA}",
+            f"method.paco_temperature={PACO_TEMPERATURE}",
+            f"method.paco_queue_size={PACO_QUEUE_SIZE}",
+            f"method.paco_momentum={PACO_MOMENTUM}",
+            f"method.paco_dim={PACO_DIM}",
+        ),),
+    ),
+    Preset(
+        "bcl", "BCL: logit-compensated cross entropy plus class-averaged, class-complemented contrast",
+        "Zhu et al., CVPR 2022",
+        ((
+            "method.name=bcl",
+            f"method.bcl_alpha={BCL_ALPHA}",
+            f"method.bcl_beta={BCL_BETA}",
+            f"method.bcl_temperature={BCL_TEMPERATURE}",
+            f"method.bcl_feature_dim={BCL_FEATURE_DIM}",
+            "model.args.classifier=cosine",
+            f"model.args.cosine_scale={BCL_COSINE_SCALE}",
+        ),),
+    ),
+    # The skeleton mixings of the paper's Table 7 (balanced NTU60, cross entropy for every row, which
+    # the experiment file paper/table7-mixing sets).  On the long-tailed bench each takes the loss of
+    # the ``stmix`` preset, Balanced Softmax, so that the mixing is the only difference from ST-Mix,
+    # which is what Table 7 compares; their own papers train balanced data with cross entropy.
+    # Hyper-parameters (the config defaults, named here): SkeleMix mixes 1/16 of each batch (Ta-CNN's
+    # first author, hikvision-research/skelact#1); SkeleMixCLR cuts 2..3 parts in a clip of 7..11 of
+    # 16 four-frame segments, drawn once per batch (czhaneva/SkeleMixCLR, swap_params [2, 3, 7, 11]).
     Preset(
         "skelemix", "SkeleMix: 1/16 of each batch made of one skeleton's lower body and another's upper "
         "body, labels by joint share, with Balanced Softmax",

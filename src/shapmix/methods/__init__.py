@@ -6,16 +6,20 @@ One module per method family (:mod:`.mixers`, :mod:`.shapmix`, :mod:`.glmc`, ...
 """
 
 from .base import MethodInputs, MixingMethod, TrainingMethod, TrainingNetwork
+from .bcl import BCLMethod
 from .glmc import GLMCMethod
+from .paco import PaCoMethod
 from .registry import BASELINE_METHODS, METHOD_BUILDERS, build_method
 from .shapmix import ShapMixMethod
 
 __all__ = [
     "BASELINE_METHODS",
+    "BCLMethod",
     "METHOD_BUILDERS",
     "GLMCMethod",
     "MethodInputs",
     "MixingMethod",
+    "PaCoMethod",
     "ShapMixMethod",
     "TrainingMethod",
     "TrainingNetwork",

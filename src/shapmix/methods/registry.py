@@ -18,7 +18,7 @@ from ..data.dataset import SkeletonSplit
 from ..data.transforms import Compose
 from ..engine.distributed import DistributedContext
 from ..skeleton.layouts import Layout
-from . import glmc, mixers, shapmix
+from . import bcl, glmc, mixers, paco, shapmix
 from .base import MethodBuilder, MethodInputs, TrainingMethod
 
 __all__ = ["BASELINE_METHODS", "METHOD_BUILDERS", "build_method"]
@@ -34,6 +34,8 @@ METHOD_BUILDERS: dict[str, MethodBuilder] = {
     "glmc": glmc.build,
     "skelemix": mixers.build_skelemix,
     "skelemixclr": mixers.build_skelemixclr,
+    "paco": paco.build,
+    "bcl": bcl.build,
 }
 """``method.name`` -> the function that builds that training method."""
 BASELINE_METHODS = frozenset({"shapmix"})
