@@ -19,7 +19,7 @@ from shapmix.cli import main
 
 CONTRACT_NAMES = [
     "ce", "bs", "focal", "cb", "ldam_drw", "ib", "ros", "cbs", "mixup", "cutmix",
-    "remix_drw", "stmix", "shapmix", "crt", "bs_maxnorm", "glmc",
+    "remix_drw", "stmix", "shapmix", "crt", "bs_maxnorm", "glmc", "brl",
 ]
 
 

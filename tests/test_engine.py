@@ -132,7 +132,7 @@ def test_cli_synth_writes_a_loadable_dataset_and_rejects_unknown_settings(tmp_pa
 
 # Every method the schema accepts (a new method is covered as soon as it is added there).
 METHODS = get_args(MethodConfig.model_fields["name"].annotation)
-METHOD_EXTRA = {"glmc": ["loss.name=ce"]}  # GLMC trains with its own losses
+METHOD_EXTRA = {"glmc": ["loss.name=ce"], "brl": ["loss.name=ce"]}  # GLMC and BRL train with their own losses
 
 
 @pytest.mark.parametrize("method", METHODS)

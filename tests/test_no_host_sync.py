@@ -61,6 +61,8 @@ METHODS = {
     "shapmix_sampled_random": (dict(SHAPMIX_OPTIONS, shapley_estimator="sampled", guidance="random"), "balanced_softmax"),
     "shapmix_gradcam": (dict(SHAPMIX_OPTIONS, guidance="gradcam"), "balanced_softmax"),
     "shapmix_per_batch": (dict(SHAPMIX_OPTIONS, draw="per_batch", mixup_alpha=0.5), "ce"),
+    # every augmentation on, a quarter of the batch mixed, the action-aware weights in the second epoch
+    "brl": (dict(name="brl", brl_mix_fraction=0.25, brl_p_reverse=0.5, brl_reweight_epoch=1), "ce"),
 }
 
 

@@ -32,6 +32,7 @@ Names and the methods of the Shap-Mix paper's Table 1 (Zhang et al., IJCAI 2024)
 ``crt``               classifier re-training (Kang et al., ICLR 2020)
 ``bs_maxnorm``        weight balancing, "BS + Max Norm" (Alshammari et al., CVPR 2022)
 ``glmc``              GLMC (Du et al., CVPR 2023)
+``brl``               BRL (Liu et al., arXiv 2308.14024, 2023)
 ====================  ==================================================================
 """
 
@@ -65,6 +66,20 @@ SECOND_STAGE_EPOCHS = 10
 # 0.1 on the classifier in stage 2.
 WEIGHT_BALANCING_STAGE1_DECAY = 5e-3
 WEIGHT_BALANCING_STAGE2_DECAY = 0.1
+
+# BRL (Liu et al., arXiv 2308.14024), the authors' code github.com/firework8/BRL: apis/own.py mixes
+# ratio = 1/16 of each batch and gives the whole label to the tail class beyond im_k = 3 times
+# fewer samples (its label share 0.64 = 16/25 joints is the layout's upper-body share, the
+# config's default); configs/BRL scale each axis by 1 + U(-0.1, 0.1) (RandomScale) and swap
+# left and right with p = 0.5 (Spatial_Flip); losses.py TwostageAALoss weights classes from
+# epoch 19 of 24 with beta = 0.99 + 0.0099 x (count position between the rarest and largest class).
+BRL_MIX_FRACTION = 1 / 16
+BRL_KAPPA = 3.0
+BRL_SCALE = 0.1
+BRL_P_FLIP = 0.5
+BRL_BETA_MIN = 0.99
+BRL_BETA_SPAN = 0.0099
+BRL_REWEIGHT_FRACTION = 19 / 24
 
 SECOND_STAGE_SCHEDULE = (
     f"schedule.epochs={SECOND_STAGE_EPOCHS}",
@@ -200,6 +215,23 @@ _PRESET_LIST = [
     Preset(
         "glmc", "GLMC: global and local mixture consistency with cumulative re-balancing",
         "Du et al., CVPR 2023", (("method.name=glmc",),),
+    ),
+    Preset(
+        "brl", "BRL: scale and left-right flip, rebalanced partial (lower-body) mixing, action-aware "
+        "class weights from 79% of training",
+        "Liu et al., arXiv 2308.14024, 2023",
+        (
+            (
+                "method.name=brl",
+                f"method.brl_mix_fraction={BRL_MIX_FRACTION}",
+                f"method.brl_kappa={BRL_KAPPA}",
+                f"method.brl_scale={BRL_SCALE}",
+                f"method.brl_p_flip={BRL_P_FLIP}",
+                f"method.brl_beta_min={BRL_BETA_MIN}",
+                f"method.brl_beta_span={BRL_BETA_SPAN}",
+            ),
+        ),
+        ((_epoch_at(BRL_REWEIGHT_FRACTION, "method.brl_reweight_epoch"),),),
     ),
 ]
 
