@@ -83,14 +83,14 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..losses import smooth_targets
-from ..mixing.stmix import DeviceCopies
+from ..mixing.stmix import DeviceCopies, mixed_targets
 from ..seeds import BRL, DeviceGenerator
 from ..skeleton.layouts import Layout, get_layout
 from .base import MethodInputs, TrainingMethod
 
 __all__ = [
-    "BRLMethod",
     "ORIGINAL_REWEIGHT_FRACTION",
+    "BRLMethod",
     "action_aware_loss",
     "action_aware_weights",
     "lower_body_joints",
@@ -398,11 +398,8 @@ class BRLMethod(TrainingMethod):
         mixed, partner = partial_mix(x, self._lower_body.on(x.device), count, generator)
         counts = self._counts.on(x.device)
         own = own_label_share(counts[y], counts[y[partner]], self.kappa, self.label_share)
-        num_classes = len(counts)
         dtype = x.dtype if x.is_floating_point() else torch.float32
-        share = own.to(dtype)[:, None]
-        targets = share * F.one_hot(y, num_classes).to(dtype) + (1 - share) * F.one_hot(y[partner], num_classes).to(dtype)
-        return mixed, targets
+        return mixed, mixed_targets(y, partner, 1 - own, len(counts), dtype)
 
     def class_weights_at(self, epoch: int, device: torch.device) -> torch.Tensor:
         """``(K,)`` weights of ``epoch``: ones before :attr:`reweight_epoch`, the action-aware
