@@ -281,8 +281,9 @@ def action_aware_loss(logits: torch.Tensor, targets: torch.Tensor, class_weights
     one-hot targets exactly ``F.cross_entropy(z, y, weight=w)``, with ``w = 1`` the mean soft
     cross entropy.
     """
-    weighted = targets * class_weights.to(logits.dtype)
-    return -(weighted * F.log_softmax(logits, dim=1)).sum() / weighted.sum()
+    log_probabilities = F.log_softmax(logits, dim=1)  # float32 under autocast
+    weighted = targets.to(log_probabilities.dtype) * class_weights.to(log_probabilities.dtype)
+    return -(weighted * log_probabilities).sum() / weighted.sum()
 
 
 # --------------------------------------------------------------------------- the method
@@ -420,7 +421,6 @@ class BRLMethod(TrainingMethod):
             logits = network(mixed)
         else:
             logits, latent = network(mixed, return_latent=True)
-        targets = targets.to(logits.dtype)
         loss_targets = smooth_targets(targets, logits, smoothing) if smoothing else targets
         loss = action_aware_loss(logits, loss_targets, self.class_weights_at(epoch, x.device))
         if auxiliary_loss is not None:
