@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import subprocess
 import sys
 
@@ -17,7 +18,8 @@ from helpers import assert_resumed_run_matches, make_tiny_dataset, tiny_config, 
 from shapmix.bench.presets import PRESETS, preset_config
 from shapmix.config import MethodConfig, load_config
 from shapmix.engine.checkpoint import load_checkpoint
-from shapmix.engine.trainer import Trainer
+from shapmix.engine.preemption import TrainingInterrupted
+from shapmix.engine.trainer import Trainer, train
 from shapmix.errors import ConfigError
 from shapmix.methods import build_method
 from shapmix.methods.brl import (
@@ -246,3 +248,29 @@ def test_two_process_training_run_on_cpu(tiny_data, tmp_path):
     assert "2 process(es)" in (out / "train.log").read_text()
     state = load_checkpoint(out / "last.pt")
     assert state["method"]["mixer"]["epoch"] == 1 and all(np.isfinite(record["loss"]) for record in state["history"])
+
+
+def test_a_run_stopped_mid_epoch_resumes_bit_identical(tiny_data, tmp_path):
+    # the stream's position inside the interrupted epoch is checkpointed per rank and restored
+    extra = ["method.name=brl", "loss.name=ce", "log.plots=false", "train.threads=1", "method.brl_mix_fraction=0.25",
+             "method.brl_reweight_epoch=1", "method.brl_p_reverse=0.5"]
+    config = tiny_config(tiny_data, epochs=2, extra=extra)
+    train(config, tmp_path / "full")
+    trainer = Trainer(config, tmp_path / "stopped")
+    before_step = trainer.method.before_step
+    stop_at = 4  # global step 4: epoch 2, its second step
+
+    def stopping(model, x, y, epoch, step):
+        if step == stop_at:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return before_step(model, x, y, epoch, step)
+
+    trainer.method.before_step = stopping
+    with pytest.raises(TrainingInterrupted):
+        trainer.fit()
+    trainer.close()
+    assert load_checkpoint(tmp_path / "stopped" / "last.pt")["in_epoch"]["step"] == 2  # 2 of 3 steps done
+    train(config, tmp_path / "stopped", resume=True)
+    expected, resumed = load_checkpoint(tmp_path / "full" / "last.pt"), load_checkpoint(tmp_path / "stopped" / "last.pt")
+    for key, value in expected["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
