@@ -350,7 +350,6 @@ class BRLMethod(TrainingMethod):
         self.rank = rank
         counts = torch.as_tensor(np.asarray(class_counts), dtype=torch.float64).clamp(min=1)
         weights = action_aware_weights(class_counts, beta_min, beta_span)
-        self.class_weights = weights
         lower_mask = torch.zeros(layout.num_joints, dtype=torch.bool)
         lower_mask[list(lower)] = True
         self._counts = DeviceCopies(counts)
