@@ -21,7 +21,7 @@ CONTRACT_NAMES = [
     "ce", "bs", "focal", "cb", "ldam_drw", "ib", "ros", "cbs", "mixup", "cutmix",
     "remix_drw", "stmix", "shapmix", "crt", "bs_maxnorm", "glmc",
     "paco", "bcl",
-    "skelemix", "skelemixclr",
+    "skelemix", "skelemixclr", "brl",
 ]
 
 

@@ -132,8 +132,8 @@ def test_cli_synth_writes_a_loadable_dataset_and_rejects_unknown_settings(tmp_pa
 
 # Every method the schema accepts (a new method is covered as soon as it is added there).
 METHODS = get_args(MethodConfig.model_fields["name"].annotation)
-# GLMC, PaCo and BCL train with their own losses
-METHOD_EXTRA = {"glmc": ["loss.name=ce"], "paco": ["loss.name=ce"], "bcl": ["loss.name=ce"]}
+# GLMC, PaCo, BCL and BRL train with their own losses
+METHOD_EXTRA = {"glmc": ["loss.name=ce"], "paco": ["loss.name=ce"], "bcl": ["loss.name=ce"], "brl": ["loss.name=ce"]}
 
 
 @pytest.mark.parametrize("method", METHODS)

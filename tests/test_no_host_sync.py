@@ -66,6 +66,8 @@ METHODS = {
     "skelemixclr_per_sample": (dict(name="skelemixclr", skelemixclr_draw="per_sample", partner="cycle"), "ce"),
     "paco": (dict(name="paco"), "ce"),  # its own loss: the criterion is not used
     "bcl": (dict(name="bcl"), "ce"),
+    # every augmentation on, a quarter of the batch mixed, the action-aware weights in the second epoch
+    "brl": (dict(name="brl", brl_mix_fraction=0.25, brl_p_reverse=0.5, brl_reweight_epoch=1), "ce"),
 }
 
 

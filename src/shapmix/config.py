@@ -273,10 +273,14 @@ class MethodConfig(Section):
     centres, with log-prior-adjusted centre logits.  ``bcl``: balanced contrastive learning (Zhu
     et al. CVPR 2022): logit-compensated cross entropy plus a class-averaged, class-complemented
     supervised contrastive loss on two further views.  Both train with their own losses.
+    ``brl``: BRL (Liu et al. 2023, arXiv 2308.14024): random scale and left-right flip, a few
+    samples of each batch given the lower body of a partner with re-balanced labels, and the
+    action-aware class weights from a late epoch on (its own loss; ``loss.name=ce``).
     """
 
     name: Literal[
         "none", "mixup", "cutmix", "stmix", "shapmix", "remix", "glmc", "skelemix", "skelemixclr", "paco", "bcl",
+        "brl",
     ] = "none"
     p_mixup: float = Field(DEFAULT_P_MIXUP, ge=0, le=1, description="stmix/shapmix: probability of global Mixup")
     mixup_alpha: float | None = Field(
@@ -415,6 +419,52 @@ class MethodConfig(Section):
         description="bcl: output width of the two projection MLPs (samples and class centres; "
         "official code --feat_dim: 1024)",
     )
+    brl_mix_fraction: float = Field(
+        0.0625, ge=0, le=1,
+        description="brl: share of each (per-process) batch whose lower body is replaced by a partner's, "
+        "floor(share x batch) samples (Liu et al. 2023, firework8/BRL apis/own.py ratio: 1/16)",
+    )
+    brl_kappa: float = Field(
+        3.0, ge=1,
+        description="brl: class-count ratio above which a mixed pair is head vs tail and the label goes "
+        "entirely to the tail class (Liu et al. 2023, firework8/BRL apis/own.py im_k: 3)",
+    )
+    brl_label_share: float | None = Field(
+        None, ge=0, le=1,
+        description="brl: label weight of a mixed sample's own class when neither class dominates; null = "
+        "the layout's upper-body share of the joints (16/25 = 0.64 on ntu25, the constant of firework8/BRL "
+        "apis/own.py alpha)",
+    )
+    brl_scale: float = Field(
+        0.1, ge=0, lt=1,
+        description="brl: each coordinate axis scaled by 1 + U(-s, s) per sample (firework8/BRL configs, "
+        "RandomScale scale: 0.1)",
+    )
+    brl_p_flip: float = Field(
+        0.5, ge=0, le=1,
+        description="brl: probability of swapping the left and right joints of a sample (firework8/BRL "
+        "configs, Spatial_Flip p: 0.5)",
+    )
+    brl_p_reverse: float = Field(
+        0.0, ge=0, le=1,
+        description="brl: probability of playing a sample backwards (the paper's temporal reverse "
+        "perception; firework8/BRL has it as Temperal_Flip, p=0.5, but no released config enables it: 0)",
+    )
+    brl_beta_min: float = Field(
+        0.99, ge=0, lt=1,
+        description="brl: effective-number beta of the rarest class in the action-aware weights "
+        "(firework8/BRL losses.py get_weight_list upsilon: 0.99)",
+    )
+    brl_beta_span: float = Field(
+        0.0099, ge=0, lt=1,
+        description="brl: beta grows linearly with the class count by this much from the rarest to the "
+        "largest class (firework8/BRL losses.py get_weight_list lamda: 0.0099, so beta in [0.99, 0.9999])",
+    )
+    brl_reweight_epoch: int | None = Field(
+        None, ge=0,
+        description="brl: 0-based epoch from which the action-aware class weights apply (plain cross "
+        "entropy before); null = int(19/24 x schedule.epochs), firework8/BRL's epoch 19 of 24",
+    )
     guidance: Literal["shapley", "random", "gradcam"] = Field(
         "shapley",
         description="shapmix: parts from the table of Shapley estimates, uniformly at random (ST-Mix), "
@@ -461,6 +511,15 @@ class MethodConfig(Section):
         low, high = self.skelemixclr_clip_fraction
         if not 0 < low <= high <= 1:
             raise ValueError("skelemixclr_clip_fraction must satisfy 0 < low <= high <= 1")
+        return self
+
+    @model_validator(mode="after")
+    def _check_brl_betas(self) -> "MethodConfig":
+        if self.brl_beta_min + self.brl_beta_span >= 1:
+            raise ValueError(
+                f"brl_beta_min + brl_beta_span = {self.brl_beta_min + self.brl_beta_span} must stay below 1 "
+                "(the largest class's effective-number beta)"
+            )
         return self
 
 
@@ -603,6 +662,25 @@ class Config(Section):
                 f"method.name={self.method.name} trains with its own loss (PaCo: the contrastive loss with "
                 f"log-prior-adjusted class centres; BCL: logit-compensated cross entropy plus the balanced "
                 f"contrastive loss); set loss.name=ce, not {self.loss.name!r}"
+            )
+        return self
+
+
+    @model_validator(mode="after")
+    def _check_brl(self) -> "Config":
+        if self.method.name != "brl":
+            return self
+        if self.loss.name != "ce" or self.loss.drw_epoch is not None:
+            raise ValueError(
+                "method.name=brl trains with its own loss (cross entropy, then the action-aware class "
+                f"weights, Liu et al. 2023); set loss.name=ce and loss.drw_epoch=null, not {self.loss.name!r}"
+                + (f" with drw_epoch={self.loss.drw_epoch}" if self.loss.drw_epoch is not None else "")
+            )
+        start = self.method.brl_reweight_epoch
+        if start is not None and start >= self.schedule.epochs:
+            raise ValueError(
+                f"method.brl_reweight_epoch={start} must be smaller than schedule.epochs={self.schedule.epochs} "
+                "(0-based epoch where the action-aware weights start)"
             )
         return self
 

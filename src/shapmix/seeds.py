@@ -19,6 +19,8 @@ stream              parent      words     position, and what draws from it
 ``estimator``       run seed    ``8``     none: Shap-Mix's choice of estimated samples and
                                           coalitions, checkpointed
 ``glmc``            run seed    ``9``     none: the seed of GLMC's re-sampled batches
+``brl``             run seed    ``20``    ``(epoch, rank)``: BRL's scale, flip, reversal and
+                                          partial-mix draws (checkpointed within an epoch)
 ``sampler_epoch``   ``shuffle`` none      ``(epoch,)``: a re-balancing sampler's epoch sequence
 ``glmc_epoch``      ``glmc``    none      ``(epoch, rank)``: GLMC's re-sampled batch and mixes
 ``views``           run seed    ``10``    ``(epoch, rank)``: the rotations of the extra views of
@@ -47,6 +49,7 @@ import torch
 
 __all__ = [
     "AUGMENT",
+    "BRL",
     "DeviceGenerator",
     "ESTIMATOR",
     "GLMC",
@@ -93,8 +96,9 @@ GLMC = SeedStream("glmc", RUN_SEED, (9,))
 SAMPLER_EPOCH = SeedStream("sampler_epoch", SHUFFLE.name, ())
 GLMC_EPOCH = SeedStream("glmc_epoch", GLMC.name, ())
 VIEWS = SeedStream("views", RUN_SEED, (10,))
+BRL = SeedStream("brl", RUN_SEED, (20,))
 
-STREAMS: tuple[SeedStream, ...] = (SHUFFLE, AUGMENT, MIXER, ESTIMATOR, GLMC, SAMPLER_EPOCH, GLMC_EPOCH, VIEWS)
+STREAMS: tuple[SeedStream, ...] = (SHUFFLE, AUGMENT, MIXER, ESTIMATOR, GLMC, SAMPLER_EPOCH, GLMC_EPOCH, VIEWS, BRL)
 """Every stream of a run."""
 
 

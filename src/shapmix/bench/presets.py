@@ -38,6 +38,7 @@ Names and the methods of the Shap-Mix paper's Table 1 (Zhang et al., IJCAI 2024)
                       with soft targets and Balanced Softmax (Table 7's comparison)
 ``paco``              PaCo, parametric contrastive learning (Cui et al., ICCV 2021)
 ``bcl``               BCL, balanced contrastive learning (Zhu et al., CVPR 2022)
+``brl``               BRL (Liu et al., arXiv 2308.14024, 2023)
 ====================  ==================================================================
 """
 
@@ -100,6 +101,19 @@ BCL_BETA = 0.35  # --beta: weight of the balanced contrastive loss
 BCL_TEMPERATURE = 0.07  # --temp
 BCL_FEATURE_DIM = 1024  # --feat_dim: output width of the projection MLPs
 BCL_COSINE_SCALE = 30  # --use_norm True: NormedLinear, cosine logits scaled by s = 30
+# BRL (Liu et al., arXiv 2308.14024), the authors' code github.com/firework8/BRL: apis/own.py mixes
+# ratio = 1/16 of each batch and gives the whole label to the tail class beyond im_k = 3 times
+# fewer samples (its label share 0.64 = 16/25 joints is the layout's upper-body share, the
+# config's default); configs/BRL scale each axis by 1 + U(-0.1, 0.1) (RandomScale) and swap
+# left and right with p = 0.5 (Spatial_Flip); losses.py TwostageAALoss weights classes from
+# epoch 19 of 24 with beta = 0.99 + 0.0099 x (count position between the rarest and largest class).
+BRL_MIX_FRACTION = 1 / 16
+BRL_KAPPA = 3.0
+BRL_SCALE = 0.1
+BRL_P_FLIP = 0.5
+BRL_BETA_MIN = 0.99
+BRL_BETA_SPAN = 0.0099
+BRL_REWEIGHT_FRACTION = 19 / 24
 
 SECOND_STAGE_SCHEDULE = (
     f"schedule.epochs={SECOND_STAGE_EPOCHS}",
@@ -293,6 +307,23 @@ _PRESET_LIST = [
             f"method.skelemixclr_draw={DEFAULT_CLR_DRAW}",
             "loss.name=balanced_softmax",
         ),),
+    ),
+    Preset(
+        "brl", "BRL: scale and left-right flip, rebalanced partial (lower-body) mixing, action-aware "
+        "class weights from 79% of training",
+        "Liu et al., arXiv 2308.14024, 2023",
+        (
+            (
+                "method.name=brl",
+                f"method.brl_mix_fraction={BRL_MIX_FRACTION}",
+                f"method.brl_kappa={BRL_KAPPA}",
+                f"method.brl_scale={BRL_SCALE}",
+                f"method.brl_p_flip={BRL_P_FLIP}",
+                f"method.brl_beta_min={BRL_BETA_MIN}",
+                f"method.brl_beta_span={BRL_BETA_SPAN}",
+            ),
+        ),
+        ((_epoch_at(BRL_REWEIGHT_FRACTION, "method.brl_reweight_epoch"),),),
     ),
 ]
 

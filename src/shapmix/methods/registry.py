@@ -18,7 +18,7 @@ from ..data.dataset import SkeletonSplit
 from ..data.transforms import Compose
 from ..engine.distributed import DistributedContext
 from ..skeleton.layouts import Layout
-from . import bcl, glmc, mixers, paco, shapmix
+from . import bcl, brl, glmc, mixers, paco, shapmix
 from .base import MethodBuilder, MethodInputs, TrainingMethod
 
 __all__ = ["BASELINE_METHODS", "METHOD_BUILDERS", "build_method"]
@@ -36,6 +36,7 @@ METHOD_BUILDERS: dict[str, MethodBuilder] = {
     "skelemixclr": mixers.build_skelemixclr,
     "paco": paco.build,
     "bcl": bcl.build,
+    "brl": brl.build,
 }
 """``method.name`` -> the function that builds that training method."""
 BASELINE_METHODS = frozenset({"shapmix"})
