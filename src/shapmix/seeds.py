@@ -21,6 +21,8 @@ stream              parent      words     position, and what draws from it
 ``glmc``            run seed    ``9``     none: the seed of GLMC's re-sampled batches
 ``sampler_epoch``   ``shuffle`` none      ``(epoch,)``: a re-balancing sampler's epoch sequence
 ``glmc_epoch``      ``glmc``    none      ``(epoch, rank)``: GLMC's re-sampled batch and mixes
+``fsa``             run seed    ``21``    ``(rank,)``: FSA's choice of head samples and fusion
+                                          masks, checkpointed
 ==================  ==========  ========  ====================================================
 
 The numbers are those the project has always used: changing one changes every result.  The
@@ -47,6 +49,7 @@ __all__ = [
     "AUGMENT",
     "DeviceGenerator",
     "ESTIMATOR",
+    "FSA",
     "GLMC",
     "GLMC_EPOCH",
     "MIXER",
@@ -89,8 +92,9 @@ ESTIMATOR = SeedStream("estimator", RUN_SEED, (8,))
 GLMC = SeedStream("glmc", RUN_SEED, (9,))
 SAMPLER_EPOCH = SeedStream("sampler_epoch", SHUFFLE.name, ())
 GLMC_EPOCH = SeedStream("glmc_epoch", GLMC.name, ())
+FSA = SeedStream("fsa", RUN_SEED, (21,))
 
-STREAMS: tuple[SeedStream, ...] = (SHUFFLE, AUGMENT, MIXER, ESTIMATOR, GLMC, SAMPLER_EPOCH, GLMC_EPOCH)
+STREAMS: tuple[SeedStream, ...] = (SHUFFLE, AUGMENT, MIXER, ESTIMATOR, GLMC, SAMPLER_EPOCH, GLMC_EPOCH, FSA)
 """Every stream of a run."""
 
 

@@ -18,7 +18,7 @@ from ..data.dataset import SkeletonSplit
 from ..data.transforms import Compose
 from ..engine.distributed import DistributedContext
 from ..skeleton.layouts import Layout
-from . import glmc, mixers, shapmix
+from . import frhead, fsa, glmc, mixers, shapmix
 from .base import MethodBuilder, MethodInputs, TrainingMethod
 
 __all__ = ["BASELINE_METHODS", "METHOD_BUILDERS", "build_method"]
@@ -32,6 +32,8 @@ METHOD_BUILDERS: dict[str, MethodBuilder] = {
     "shapmix": shapmix.build,
     "remix": mixers.build_remix,
     "glmc": glmc.build,
+    "frhead": frhead.build,
+    "fsa": fsa.build,
 }
 """``method.name`` -> the function that builds that training method."""
 BASELINE_METHODS = frozenset({"shapmix"})
