@@ -71,6 +71,12 @@ NORM_EPS = 1e-12
 SPATIAL, TEMPORAL = 0, 1
 
 
+def one_hot(labels: torch.Tensor, num_classes: int, dtype: torch.dtype) -> torch.Tensor:
+    """``(N, K)`` one-hot rows: a scatter, as ``F.one_hot`` reads the labels' range back to the host."""
+    rows = torch.zeros(labels.shape[0], num_classes, dtype=dtype, device=labels.device)
+    return rows.scatter_(1, labels[:, None], 1)
+
+
 def tap_blocks(num_blocks: int, base_channels: int) -> list[int]:
     """0-based indices of the blocks whose outputs the heads refine: the first block of every
     stage of :func:`block_plan` (where the width changes), then the last block.  For 10 blocks
@@ -151,7 +157,7 @@ def refinement_loss(
         embeddings: ``(N, h)`` projected features of the batch.
         labels: ``(N,)`` class ids.
         logits: ``(N, K)`` the backbone's logits (used detached: predictions and confidences).
-        memory: ``(K, h)`` class prototypes before this step.
+        memory: ``(K, h)`` class prototypes before this step; the loss is computed in their dtype.
         alpha: weight ``a`` of the ambiguous-sample terms.
         temperature: ``t`` of the contrastive logits.
         momentum: of the prototype update.
@@ -163,10 +169,11 @@ def refinement_loss(
     """
     context = context or DistributedContext()
     num_classes = logits.shape[1]
-    logits = logits.detach().float()
-    embeddings = embeddings.float()
-    truth = F.one_hot(labels, num_classes).to(embeddings.dtype)
-    predicted = F.one_hot(logits.argmax(dim=1), num_classes).to(embeddings.dtype)
+    # in the prototypes' precision (fp32), also under autocast
+    logits = logits.detach().to(memory.dtype)
+    embeddings = embeddings.to(memory.dtype)
+    truth = one_hot(labels, num_classes, embeddings.dtype)
+    predicted = one_hot(logits.argmax(dim=1), num_classes, embeddings.dtype)
     confident = truth * predicted  # true positives
     false_negative = truth - confident  # of their own class, predicted otherwise
     false_positive = predicted - confident  # of the class they are wrongly predicted as

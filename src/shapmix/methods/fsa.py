@@ -65,6 +65,12 @@ __all__ = ["FSAMethod", "FeatureMaps", "activation_maps", "fuse_features", "spli
 EPS = 1e-12
 
 
+def one_hot(labels: torch.Tensor, num_classes: int, dtype: torch.dtype) -> torch.Tensor:
+    """``(N, K)`` one-hot rows: a scatter, as ``F.one_hot`` reads the labels' range back to the host."""
+    rows = torch.zeros(labels.shape[0], num_classes, dtype=dtype, device=labels.device)
+    return rows.scatter_(1, labels[:, None], 1)
+
+
 class FeatureMaps(nn.Module):
     """FSA's ``heads``: no parameters; ``forward(backbone, x)`` returns the last block's features
     ``(N*M, C, T', V)``, so that the step's forward pass goes through the (DDP-wrapped)
@@ -190,7 +196,7 @@ class FSAMethod(TrainingMethod):
 
     @torch.no_grad()
     def _record_scores(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
-        truth = F.one_hot(labels, self.num_classes).double()
+        truth = one_hot(labels, self.num_classes, torch.float64)
         sums = truth.t() @ logits.detach().double().softmax(dim=1)
         counts = truth.sum(dim=0)
         self.score_sums += self.context.all_reduce_sum(sums)
@@ -231,7 +237,7 @@ class FSAMethod(TrainingMethod):
 
         logits = torch.cat([real_logits, synthesised_logits])
         smoothing = getattr(backbone, "label_smoothing", 0.0)
-        truth = F.one_hot(y, self.num_classes).to(logits.dtype)
+        truth = one_hot(y, self.num_classes, logits.dtype)
         synthesised_truth = truth.repeat_interleave(A, dim=0)
         targets = torch.cat([truth, synthesised_truth])
         if smoothing:
