@@ -1,6 +1,8 @@
 """FR Head (Zhou et al., CVPR 2023): refinement losses in training only, inference unchanged."""
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -8,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from helpers import assert_resumed_run_matches, make_tiny_dataset, tiny_config
-from test_no_host_sync import no_host_reads
+from test_no_host_sync import cuda_device, no_host_reads  # noqa: F401  (a fixture)
 from shapmix.config import MethodConfig
 from shapmix.data.transforms import build_pipeline
 from shapmix.losses import BalancedSoftmax, CrossEntropy
@@ -24,9 +26,11 @@ TINY = {"base_channels": 8, "num_blocks": 3}
 BACKBONES = ["ctrgcn", "stgcnpp", "agcn", "infogcn", "hdgcn"]
 
 
-def frhead_setup(backbone: str = "ctrgcn", window: int = WINDOW, num_classes: int = len(COUNTS), **model_args):
+def frhead_setup(
+    backbone: str = "ctrgcn", window: int = WINDOW, num_classes: int = len(COUNTS), device: str = "cpu", **model_args
+):
     torch.manual_seed(0)
-    model = build_model(backbone, num_classes, LAYOUT, 2, **(model_args or TINY))
+    model = build_model(backbone, num_classes, LAYOUT, 2, **(model_args or TINY)).to(device)
     pipeline = build_pipeline(LAYOUT, train=True, window=window, min_crop_frames=window)
     counts = COUNTS if num_classes == len(COUNTS) else np.full(num_classes, 10)
     method = build_method(MethodConfig(name="frhead"), num_classes, counts, LAYOUT, 0, model=model, train_pipeline=pipeline)
@@ -146,11 +150,23 @@ def test_level_weights_must_match_the_refined_levels():
         build_method(MethodConfig(name="frhead"), len(COUNTS), COUNTS, LAYOUT, 0, model=model, train_pipeline=pipeline)
 
 
-def test_steps_read_nothing_back_to_the_host(monkeypatch):
-    model, method, network = frhead_setup()
-    x, y = batch()
+@contextmanager
+def cuda_sync_errors(device: torch.device) -> Iterator[None]:
+    """Inside the block every synchronising CUDA call raises."""
+    torch.cuda.synchronize(device)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        yield
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+def run_steps(device: torch.device, guard) -> None:
+    """Three FR Head steps on ``device``, the last two under ``guard``."""
+    model, method, network = frhead_setup(device=device)
+    x, y = (tensor.to(device) for tensor in batch())
     optimiser = torch.optim.SGD(network.parameters(), lr=0.01)
-    criterion = BalancedSoftmax(COUNTS)
+    criterion = BalancedSoftmax(COUNTS).to(device)
 
     def step():
         loss, _ = method.training_loss(network, x, y, criterion, 0)
@@ -159,9 +175,17 @@ def test_steps_read_nothing_back_to_the_host(monkeypatch):
         optimiser.step()
 
     step()
-    with no_host_reads(monkeypatch):
+    with guard():
         step()
         step()
+
+
+def test_steps_read_nothing_back_to_the_host(monkeypatch):
+    run_steps(torch.device("cpu"), lambda: no_host_reads(monkeypatch))
+
+
+def test_gpu_steps_never_synchronise(cuda_device):
+    run_steps(cuda_device, lambda: cuda_sync_errors(cuda_device))
 
 
 @pytest.fixture(scope="module")
@@ -180,3 +204,50 @@ def test_frhead_run_resumes_exactly_and_tests_the_bare_backbone(tiny_data, tmp_p
     # the test metrics are those of the checkpointed backbone alone
     metrics = evaluate_checkpoint(tmp_path / "full" / "last.pt")
     assert metrics.top1 == pytest.approx(result["test"]["top1"])
+
+
+DDP_WORLD_SIZE = 2
+
+
+def _refine_on_rank(rank: int, port: int, out: str) -> None:
+    """Worker: each rank refines its half of one batch; every rank's prototypes and loss are saved."""
+    import torch.distributed as dist
+
+    from shapmix.engine.distributed import DistributedContext
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=DDP_WORLD_SIZE)
+    context = DistributedContext(rank=rank, world_size=DDP_WORLD_SIZE, owns_group=True)
+    embeddings, labels, logits, memory = ddp_batch()
+    half = len(labels) // DDP_WORLD_SIZE
+    mine = slice(rank * half, (rank + 1) * half)
+    loss, new_memory = refinement_loss(embeddings[mine], labels[mine], logits[mine], memory, 0.125, 0.125, 0.9, context)
+    gathered = context.all_gather_object((loss.detach(), new_memory.detach()))
+    if context.is_main:
+        torch.save(gathered, out)
+    context.close()
+
+
+def ddp_batch():
+    generator = torch.Generator().manual_seed(3)
+    embeddings = torch.randn(16, 8, generator=generator, dtype=torch.float64)
+    labels = torch.randint(3, (16,), generator=generator)
+    logits = torch.randn(16, 3, generator=generator, dtype=torch.float64)
+    memory = torch.randn(3, 8, generator=generator, dtype=torch.float64)
+    return embeddings, labels, logits, memory
+
+
+def test_ranks_keep_the_prototypes_of_the_global_batch(tmp_path):
+    import torch.multiprocessing as mp
+
+    from test_saliency_ddp import free_port
+
+    out = tmp_path / "ranks.pt"
+    mp.spawn(_refine_on_rank, args=(free_port(), str(out)), nprocs=DDP_WORLD_SIZE, join=True)
+    (loss0, memory0), (loss1, memory1) = torch.load(out, weights_only=True)
+    embeddings, labels, logits, memory = ddp_batch()
+    loss, expected = refinement_loss(embeddings, labels, logits, memory, 0.125, 0.125, 0.9)
+    assert torch.equal(memory0, memory1)  # the same on every rank
+    torch.testing.assert_close(memory0, expected)  # ... and that of one process with the whole batch
+    torch.testing.assert_close((loss0 + loss1) / 2, loss)  # the mean of equal halves' losses
+    half_alone, _ = refinement_loss(embeddings[:8], labels[:8], logits[:8], memory, 0.125, 0.125, 0.9)
+    assert not torch.isclose(half_alone, loss0)  # a rank alone would see other statistics

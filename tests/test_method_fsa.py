@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from helpers import assert_resumed_run_matches, make_tiny_dataset, tiny_config
-from test_no_host_sync import no_host_reads
+from test_method_frhead import cuda_sync_errors
+from test_no_host_sync import cuda_device, no_host_reads  # noqa: F401  (a fixture)
 from shapmix.config import MethodConfig
 from shapmix.engine.checkpoint import load_checkpoint
 from shapmix.engine.trainer import train
@@ -80,9 +81,12 @@ def test_donors_are_head_samples_of_the_confusing_classes():
     assert set(donors[3][valid[3]].tolist()) == {1, 2}  # class 4 unseen: uniform over both head samples
 
 
-def test_steps_train_only_on_kept_rows_and_read_nothing_back_to_the_host(monkeypatch):
+def run_steps(device: torch.device, guard) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Three FSA steps on ``device``, the last two under ``guard``; the first step's loss,
+    logits and the plain cross entropy of those logits."""
     model, method, network = fsa_setup()
-    x, y = batch()
+    model.to(device)
+    x, y = (tensor.to(device) for tensor in batch())
     optimiser = torch.optim.SGD(network.parameters(), lr=0.01)
     criterion = CrossEntropy()
 
@@ -94,12 +98,22 @@ def test_steps_train_only_on_kept_rows_and_read_nothing_back_to_the_host(monkeyp
         return loss, logits
 
     loss, logits = step()
-    assert torch.isfinite(loss) and logits.shape == (len(y), len(COUNTS))
-    assert not torch.isclose(loss, criterion(logits, y))  # the synthesised tail rows count too
+    plain = criterion(logits, y)
     assert method.score_counts.sum() == len(y)
-    with no_host_reads(monkeypatch):
+    with guard():
         step()
         step()
+    return loss, logits, plain
+
+
+def test_steps_train_on_synthesised_rows_and_read_nothing_back_to_the_host(monkeypatch):
+    loss, logits, plain = run_steps(torch.device("cpu"), lambda: no_host_reads(monkeypatch))
+    assert torch.isfinite(loss) and logits.shape == (12, len(COUNTS))
+    assert not torch.isclose(loss, plain)  # the synthesised tail rows count too
+
+
+def test_gpu_steps_never_synchronise(cuda_device):
+    run_steps(cuda_device, lambda: cuda_sync_errors(cuda_device))
 
 
 @pytest.fixture(scope="module")
