@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from helpers import assert_resumed_run_matches, make_tiny_dataset, tiny_config
 from test_no_host_sync import cuda_device, no_host_reads  # noqa: F401  (a fixture)
+
 from shapmix.config import MethodConfig
 from shapmix.data.transforms import build_pipeline
 from shapmix.losses import BalancedSoftmax, CrossEntropy
@@ -84,7 +84,7 @@ def test_heads_reproduce_the_backbone_logits_and_inference_is_the_bare_backbone(
 
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_every_backbone_trains_and_every_head_parameter_gets_gradient(backbone):
-    model, method, network = frhead_setup(backbone)
+    _, method, network = frhead_setup(backbone)
     x, y = batch()
     memory = method.heads.memory.clone()
     loss, logits = method.training_loss(network, x, y, BalancedSoftmax(COUNTS), 0)
@@ -163,7 +163,7 @@ def cuda_sync_errors(device: torch.device) -> Iterator[None]:
 
 def run_steps(device: torch.device, guard) -> None:
     """Three FR Head steps on ``device``, the last two under ``guard``."""
-    model, method, network = frhead_setup(device=device)
+    _, method, network = frhead_setup(device=device)
     x, y = (tensor.to(device) for tensor in batch())
     optimiser = torch.optim.SGD(network.parameters(), lr=0.01)
     criterion = BalancedSoftmax(COUNTS).to(device)
@@ -184,7 +184,7 @@ def test_steps_read_nothing_back_to_the_host(monkeypatch):
     run_steps(torch.device("cpu"), lambda: no_host_reads(monkeypatch))
 
 
-def test_gpu_steps_never_synchronise(cuda_device):
+def test_gpu_steps_never_synchronise(cuda_device):  # noqa: F811  (the imported fixture)
     run_steps(cuda_device, lambda: cuda_sync_errors(cuda_device))
 
 
@@ -238,7 +238,6 @@ def ddp_batch():
 
 def test_ranks_keep_the_prototypes_of_the_global_batch(tmp_path):
     import torch.multiprocessing as mp
-
     from test_saliency_ddp import free_port
 
     out = tmp_path / "ranks.pt"

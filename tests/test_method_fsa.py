@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from helpers import assert_resumed_run_matches, make_tiny_dataset, tiny_config
 from test_method_frhead import cuda_sync_errors
 from test_no_host_sync import cuda_device, no_host_reads  # noqa: F401  (a fixture)
+
 from shapmix.config import MethodConfig
 from shapmix.engine.checkpoint import load_checkpoint
 from shapmix.engine.trainer import train
@@ -112,7 +112,7 @@ def test_steps_train_on_synthesised_rows_and_read_nothing_back_to_the_host(monke
     assert not torch.isclose(loss, plain)  # the synthesised tail rows count too
 
 
-def test_gpu_steps_never_synchronise(cuda_device):
+def test_gpu_steps_never_synchronise(cuda_device):  # noqa: F811  (the imported fixture)
     run_steps(cuda_device, lambda: cuda_sync_errors(cuda_device))
 
 

@@ -51,7 +51,8 @@ prototypes and sees the statistics of the global batch; gradients flow through t
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F

@@ -91,7 +91,7 @@ def activation_maps(backbone: nn.Module, features: torch.Tensor, labels: torch.T
     Returns:
         ``(N, M, T', V)`` maps (no gradient).
     """
-    NM, C, T, V = features.shape
+    NM, _, T, V = features.shape
     N = labels.shape[0]
     probe = features.detach().requires_grad_(True)
     with torch.enable_grad():
