@@ -22,6 +22,7 @@ CONTRACT_NAMES = [
     "remix_drw", "stmix", "shapmix", "crt", "bs_maxnorm", "glmc",
     "paco", "bcl",
     "skelemix", "skelemixclr", "brl",
+    "frhead", "fsa",
 ]
 
 
@@ -52,7 +53,7 @@ def test_every_preset_builds_a_valid_config(name):
         assert first.loss.ib_start_epoch == 10  # Park et al.: 100 of 200
     if preset.two_stage:
         second = preset_config(preset, 1, None, ["schedule.epochs=20"], ["finetune.checkpoint=stage1/last.pt"])
-        assert second.finetune.kind in ("crt", "maxnorm") and second.schedule.epochs == 10
+        assert second.finetune.kind in ("crt", "maxnorm", "classifier") and second.schedule.epochs == 10
     else:
         # every one-stage preset states its whole method: the default config's Shap-Mix never leaks
         assert first.method.name != "shapmix" or name == "shapmix"

@@ -156,10 +156,12 @@ def test_every_method_trains_and_resumes_its_state(tiny_data, tmp_path, method):
         exported = json.loads((full / "saliency_table.json").read_text())
         assert exported["classes"] == ["class0", "class1", "class2", "class3"]
         assert (full / "saliency_table.csv").exists() and (full / "saliency_heatmap.png").exists()
-    elif method == "glmc":
+    elif method in ("glmc", "frhead"):
         assert "heads" in state
     elif method in ("paco", "bcl"):
         assert {"heads", "views"} <= set(state)
+    elif method == "fsa":
+        assert state["score_counts"].sum() > 0  # its confusion statistics
     elif method != "none":
         assert "mixer" in state
 

@@ -9,6 +9,7 @@ from shapmix.seeds import RUN_SEED, SAMPLER_EPOCH, SHUFFLE, STREAMS
 # The numbers every result so far was computed with: changing one changes every run.
 KNOWN_WORDS = {
     "shuffle": (1,), "augment": (2,), "mixer": (7,), "estimator": (8,), "glmc": (9,), "views": (10,), "brl": (20,),
+    "fsa": (21,),
 }
 
 

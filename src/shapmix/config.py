@@ -276,11 +276,17 @@ class MethodConfig(Section):
     ``brl``: BRL (Liu et al. 2023, arXiv 2308.14024): random scale and left-right flip, a few
     samples of each batch given the lower body of a partner with re-balanced labels, and the
     action-aware class weights from a late epoch on (its own loss; ``loss.name=ce``).
+    ``frhead``: FR Head (Zhou et al. CVPR 2023): contrastive feature refinement of multi-level
+    features added to the loss during training; inference is the backbone's.  ``fsa``: feature
+    space augmentation (Chu et al. ECCV 2020): tail-class features synthesised from the
+    class-specific part of tail samples and the class-generic part of head samples (split by
+    class activation maps), trained with the real ones; meant as a second stage
+    (``finetune.kind=classifier``).
     """
 
     name: Literal[
         "none", "mixup", "cutmix", "stmix", "shapmix", "remix", "glmc", "skelemix", "skelemixclr", "paco", "bcl",
-        "brl",
+        "brl", "frhead", "fsa",
     ] = "none"
     p_mixup: float = Field(DEFAULT_P_MIXUP, ge=0, le=1, description="stmix/shapmix: probability of global Mixup")
     mixup_alpha: float | None = Field(
@@ -465,6 +471,51 @@ class MethodConfig(Section):
         description="brl: 0-based epoch from which the action-aware class weights apply (plain cross "
         "entropy before); null = int(19/24 x schedule.epochs), firework8/BRL's epoch 19 of 24",
     )
+    frhead_weight: float = Field(
+        0.1, ge=0,
+        description="frhead: weight of the summed refinement losses (Zhou et al. 2023, FR-Head --w-cl-loss: 0.1)",
+    )
+    frhead_level_weights: list[float] = Field(
+        default_factory=lambda: [0.1, 0.2, 0.5, 1.0],
+        description="frhead: weight of each refined level, from the first block of the first stage to the last "
+        "block (one per stage and one for the last block; Zhou et al. 2023, FR-Head --w-multi-cl-loss: 0.1 0.2 0.5 1)",
+    )
+    frhead_alpha: float = Field(
+        0.125, ge=0,
+        description="frhead: weight of the ambiguous-sample (false negative / false positive) terms in the "
+        "contrastive logits (Zhou et al. 2023, FR-Head RenovateNet alp: 0.125)",
+    )
+    frhead_temperature: float = Field(
+        0.125, gt=0, description="frhead: temperature of the contrastive logits (FR-Head RenovateNet tmp: 0.125)"
+    )
+    frhead_momentum: float = Field(
+        0.9, ge=0, lt=1,
+        description="frhead: momentum of the class prototypes' update from the confident samples "
+        "(FR-Head RenovateNet mom: 0.9)",
+    )
+    frhead_hidden: int = Field(
+        256, ge=1, description="frhead: width of the refinement embeddings (FR-Head ST_RenovateNet h_channel: 256)"
+    )
+    fsa_specific_threshold: float = Field(
+        0.8, ge=0, le=1,
+        description="fsa: positions (frame, joint, person) whose normalised class activation exceeds this hold a tail "
+        "sample's class-specific features (tau_s; 0.8 in the unofficial FSA implementation, SSRSGJYD)",
+    )
+    fsa_generic_threshold: float = Field(
+        0.2, ge=0, le=1,
+        description="fsa: positions whose normalised class activation is below this hold a head sample's "
+        "class-generic features (tau_g; 0.2 in the unofficial FSA implementation, SSRSGJYD)",
+    )
+    fsa_synthesised_per_sample: int = Field(
+        3, ge=1,
+        description="fsa: features synthesised per tail sample, each with another head sample (N_a; 3 in the "
+        "unofficial FSA implementation, SSRSGJYD)",
+    )
+    fsa_tail_max_samples: int = Field(
+        100, ge=0,
+        description="fsa: classes with at most this many training samples are augmented, the others give "
+        "class-generic features (the Many-shot boundary of LT-NTU, Liu et al. 2023: 100)",
+    )
     guidance: Literal["shapley", "random", "gradcam"] = Field(
         "shapley",
         description="shapmix: parts from the table of Shapley estimates, uniformly at random (ST-Mix), "
@@ -531,10 +582,14 @@ class FinetuneConfig(Section):
     with ``data.sampler=class_balanced``.  ``maxnorm``: weight balancing's second stage
     (Alshammari et al., CVPR 2022): the frozen backbone's classifier is fine-tuned under the
     MaxNorm constraint (with weight decay and a class-balanced loss, e.g. Balanced Softmax).
+    ``classifier``: the frozen backbone's classifier is fine-tuned from its first-stage weights,
+    unconstrained (FSA's second stage, Chu et al., ECCV 2020, with ``method.name=fsa``).
     """
 
-    kind: Literal["none", "crt", "maxnorm"] = Field(
-        "none", description="second-stage method: none, crt (classifier re-training) or maxnorm"
+    kind: Literal["none", "crt", "maxnorm", "classifier"] = Field(
+        "none",
+        description="second-stage method: none, crt (classifier re-training), maxnorm, or classifier (the "
+        "first-stage classifier fine-tuned as it is, e.g. by FSA's feature space augmentation)",
     )
     checkpoint: str | None = Field(
         None, description="crt/maxnorm: the first stage's last.pt (same model config and dataset)"

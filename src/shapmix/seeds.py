@@ -19,12 +19,14 @@ stream              parent      words     position, and what draws from it
 ``estimator``       run seed    ``8``     none: Shap-Mix's choice of estimated samples and
                                           coalitions, checkpointed
 ``glmc``            run seed    ``9``     none: the seed of GLMC's re-sampled batches
-``brl``             run seed    ``20``    ``(epoch, rank)``: BRL's scale, flip, reversal and
-                                          partial-mix draws (checkpointed within an epoch)
 ``sampler_epoch``   ``shuffle`` none      ``(epoch,)``: a re-balancing sampler's epoch sequence
 ``glmc_epoch``      ``glmc``    none      ``(epoch, rank)``: GLMC's re-sampled batch and mixes
 ``views``           run seed    ``10``    ``(epoch, rank)``: the rotations of the extra views of
-                                          PaCo and BCL (:mod:`shapmix.methods.views`)
+                                          PaCo and BCL (:mod:`shapmix.methods.contrastive`)
+``brl``             run seed    ``20``    ``(epoch, rank)``: BRL's scale, flip, reversal and
+                                          partial-mix draws (checkpointed within an epoch)
+``fsa``             run seed    ``21``    ``(rank,)``: FSA's choice of head samples and fusion
+                                          masks, checkpointed
 ==================  ==========  ========  ====================================================
 
 The numbers are those the project has always used: changing one changes every result.  The
@@ -52,6 +54,7 @@ __all__ = [
     "BRL",
     "DeviceGenerator",
     "ESTIMATOR",
+    "FSA",
     "GLMC",
     "GLMC_EPOCH",
     "VIEWS",
@@ -97,8 +100,11 @@ SAMPLER_EPOCH = SeedStream("sampler_epoch", SHUFFLE.name, ())
 GLMC_EPOCH = SeedStream("glmc_epoch", GLMC.name, ())
 VIEWS = SeedStream("views", RUN_SEED, (10,))
 BRL = SeedStream("brl", RUN_SEED, (20,))
+FSA = SeedStream("fsa", RUN_SEED, (21,))
 
-STREAMS: tuple[SeedStream, ...] = (SHUFFLE, AUGMENT, MIXER, ESTIMATOR, GLMC, SAMPLER_EPOCH, GLMC_EPOCH, VIEWS, BRL)
+STREAMS: tuple[SeedStream, ...] = (
+    SHUFFLE, AUGMENT, MIXER, ESTIMATOR, GLMC, SAMPLER_EPOCH, GLMC_EPOCH, VIEWS, BRL, FSA,
+)
 """Every stream of a run."""
 
 

@@ -39,6 +39,8 @@ Names and the methods of the Shap-Mix paper's Table 1 (Zhang et al., IJCAI 2024)
 ``paco``              PaCo, parametric contrastive learning (Cui et al., ICCV 2021)
 ``bcl``               BCL, balanced contrastive learning (Zhu et al., CVPR 2022)
 ``brl``               BRL (Liu et al., arXiv 2308.14024, 2023)
+``frhead``            FR Head (Zhou et al., CVPR 2023), contrastive feature refinement
+``fsa``               feature space augmentation (Chu et al., ECCV 2020), a second stage
 ====================  ==================================================================
 """
 
@@ -114,6 +116,19 @@ BRL_P_FLIP = 0.5
 BRL_BETA_MIN = 0.99
 BRL_BETA_SPAN = 0.0099
 BRL_REWEIGHT_FRACTION = 19 / 24
+# Zhou et al. (CVPR 2023, FR-Head main.py and its released configs): the refinement losses of
+# the four levels weighted 0.1, 0.2, 0.5, 1 and their sum by 0.1 (the method's defaults in
+# MethodConfig, named here so the preset states them).
+FRHEAD_WEIGHT = 0.1
+FRHEAD_LEVEL_WEIGHTS = "[0.1, 0.2, 0.5, 1.0]"
+# Chu et al. (ECCV 2020) publish no code; the thresholds on the normalised activation maps and
+# the synthesised features per tail sample are those of the unofficial implementation
+# (SSRSGJYD/Feature-Space-Augmentation-for-Long-Tailed-Data: ts 0.8, tg 0.2, Na 3); the tail is
+# LT-NTU's Medium and Few classes (at most 100 training samples, Liu et al. 2023).
+FSA_SPECIFIC_THRESHOLD = 0.8
+FSA_GENERIC_THRESHOLD = 0.2
+FSA_SYNTHESISED_PER_SAMPLE = 3
+FSA_TAIL_MAX_SAMPLES = 100
 
 SECOND_STAGE_SCHEDULE = (
     f"schedule.epochs={SECOND_STAGE_EPOCHS}",
@@ -324,6 +339,33 @@ _PRESET_LIST = [
             ),
         ),
         ((_epoch_at(BRL_REWEIGHT_FRACTION, "method.brl_reweight_epoch"),),),
+    ),
+    Preset(
+        "frhead", "FR Head: contrastive refinement of multi-level spatial and temporal features, "
+        "added to cross entropy in training (inference unchanged)",
+        "Zhou et al., CVPR 2023",
+        ((
+            "method.name=frhead",
+            f"method.frhead_weight={FRHEAD_WEIGHT}",
+            f"method.frhead_level_weights={FRHEAD_LEVEL_WEIGHTS}",
+        ),),
+    ),
+    Preset(
+        "fsa", "cross entropy, then the classifier fine-tuned on real features and tail features synthesised "
+        "from tail class-specific and head class-generic parts (split by activation maps)",
+        "Chu et al., ECCV 2020",
+        (
+            (),
+            (
+                "finetune.kind=classifier",
+                "method.name=fsa",
+                f"method.fsa_specific_threshold={FSA_SPECIFIC_THRESHOLD}",
+                f"method.fsa_generic_threshold={FSA_GENERIC_THRESHOLD}",
+                f"method.fsa_synthesised_per_sample={FSA_SYNTHESISED_PER_SAMPLE}",
+                f"method.fsa_tail_max_samples={FSA_TAIL_MAX_SAMPLES}",
+                *SECOND_STAGE_SCHEDULE,
+            ),
+        ),
     ),
 ]
 

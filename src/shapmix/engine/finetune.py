@@ -19,6 +19,10 @@ classifier of an LDAM first stage), or the one a model's ``classifier_name`` nam
   As in the authors' code, ``r`` is set once from the first-stage classifier,
   ``r = min_c |W[c]| + maxnorm_threshold * (max_c |W[c]| - min_c |W[c]|)``, and the bias is
   not constrained.
+* ``classifier`` -- the first-stage classifier fine-tuned as it is (not re-initialised, not
+  constrained): the second stage of methods that train the classifier on something else than
+  the plain batch, e.g. FSA (Chu et al., "Feature space augmentation for long-tailed data",
+  ECCV 2020, ``method.name=fsa``), whose class activation maps need the trained classifier.
 
 The frozen backbone runs in eval mode during the second stage: batch normalisation uses (and
 keeps) its first-stage running statistics, so the classifier is trained on the very features it
@@ -43,7 +47,14 @@ from torch import nn
 from ..config import Config, config_to_dict
 from .checkpoint import load_checkpoint
 
-__all__ = ["SecondStage", "ClassifierRetraining", "MaxNormFinetuning", "build_second_stage", "classifier_of"]
+__all__ = [
+    "SecondStage",
+    "ClassifierFinetuning",
+    "ClassifierRetraining",
+    "MaxNormFinetuning",
+    "build_second_stage",
+    "classifier_of",
+]
 
 LOGGER_NAME = "shapmix"
 
@@ -97,6 +108,13 @@ class ClassifierRetraining(_FrozenBackbone):
 
     def __init__(self, model: nn.Module, first_stage: dict) -> None:
         super().__init__(model, first_stage, reinitialise_classifier=True)
+
+
+class ClassifierFinetuning(_FrozenBackbone):
+    """Frozen backbone, the first-stage classifier fine-tuned from its weights, unconstrained."""
+
+    def __init__(self, model: nn.Module, first_stage: dict) -> None:
+        super().__init__(model, first_stage, reinitialise_classifier=False)
 
 
 class MaxNormFinetuning(_FrozenBackbone):
@@ -157,6 +175,9 @@ def build_second_stage(
     if kind == "crt":
         stage = ClassifierRetraining(model, first_stage)
         detail = "classifier re-initialised"
+    elif kind == "classifier":
+        stage = ClassifierFinetuning(model, first_stage)
+        detail = "first-stage classifier fine-tuned"
     else:
         stage = MaxNormFinetuning(model, first_stage, config.finetune.maxnorm_threshold)
         detail = f"MaxNorm radius {stage.radius:.4g}"

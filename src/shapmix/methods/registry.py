@@ -18,7 +18,7 @@ from ..data.dataset import SkeletonSplit
 from ..data.transforms import Compose
 from ..engine.distributed import DistributedContext
 from ..skeleton.layouts import Layout
-from . import bcl, brl, glmc, mixers, paco, shapmix
+from . import bcl, brl, frhead, fsa, glmc, mixers, paco, shapmix
 from .base import MethodBuilder, MethodInputs, TrainingMethod
 
 __all__ = ["BASELINE_METHODS", "METHOD_BUILDERS", "build_method"]
@@ -37,6 +37,8 @@ METHOD_BUILDERS: dict[str, MethodBuilder] = {
     "paco": paco.build,
     "bcl": bcl.build,
     "brl": brl.build,
+    "frhead": frhead.build,
+    "fsa": fsa.build,
 }
 """``method.name`` -> the function that builds that training method."""
 BASELINE_METHODS = frozenset({"shapmix"})
