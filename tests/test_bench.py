@@ -160,3 +160,15 @@ def test_grid_under_torchrun_runs_every_run_on_two_processes(tiny_data, tmp_path
     assert completed.stdout.count("[bench] summary:") == 1, "only the main process reports"
     with open(out / "results.csv", newline="") as handle:
         assert [row["method"] for row in csv.DictReader(handle)] == ["ce", "crt"]
+
+
+def test_overrides_may_follow_the_options_of_a_command():
+    from shapmix.cli import build_parser, parse_arguments
+
+    parser = build_parser()
+    args = parse_arguments(parser, ["bench", "--methods", "ce", "data.window=8", "--seeds", "2", "schedule.epochs=2"])
+    assert (args.methods, args.seeds, args.overrides) == ("ce", 2, ["data.window=8", "schedule.epochs=2"])
+    args = parse_arguments(parser, ["train", "schedule.epochs=3", "--out", "runs/x", "optim.lr=0.5"])
+    assert args.overrides == ["schedule.epochs=3", "optim.lr=0.5"]
+    with pytest.raises(SystemExit):  # not an override: still an error
+        parse_arguments(parser, ["bench", "--methods", "ce", "--seeds", "2", "--no-such-option"])

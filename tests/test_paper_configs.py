@@ -40,11 +40,11 @@ PAPER_TABLES = {
     "paper/table11-frames", "paper/table12-temperature", "paper/table13-cost", "paper/table2-kinetics",
     "paper/table9-backbones-ltntu60", "paper/table9-backbones-ntu120-xsub", "paper/table9-backbones-ntu120-xset",
 }
-# The backbone tables: appendix B.2 (long-tailed) and Table 9 (balanced; FR Head comes with the methods).
+# The backbone tables: appendix B.2 (long-tailed) and Table 9 (balanced, with FR Head rows).
 BACKBONE_TABLES = {
     "paper/table9-backbones-ltntu60": (("ctrgcn", "stgcnpp", "infogcn", "hdgcn"), ("ce", "shapmix")),
-    "paper/table9-backbones-ntu120-xsub": (("agcn", "ctrgcn", "infogcn", "hdgcn"), ("none", "stmix")),
-    "paper/table9-backbones-ntu120-xset": (("agcn", "ctrgcn", "infogcn", "hdgcn"), ("none", "stmix")),
+    "paper/table9-backbones-ntu120-xsub": (("agcn", "ctrgcn", "infogcn", "hdgcn"), ("none", "stmix", "frhead")),
+    "paper/table9-backbones-ntu120-xset": (("agcn", "ctrgcn", "infogcn", "hdgcn"), ("none", "stmix", "frhead")),
 }
 # Shap-Mix's mixing settings (Section 3.2, appendix A.3).
 PAPER_PARTS = (2, 3)
@@ -57,7 +57,9 @@ TABLE1_ROWS = {
     "ce": [_PLAIN],
     "mixup": [("ce", None, "mixup", "random", "none", None)],
     "remix_drw": [("ce", 80, "remix", "random", "none", None)],
+    "fsa": [_PLAIN, ("ce", None, "fsa", "random", "classifier", None)],
     "glmc": [("ce", None, "glmc", "random", "none", None)],
+    "brl": [("ce", None, "brl", "random", "none", None)],
     "ros": [("ce", None, "none", "ros", "none", None)],
     "focal": [("focal", None, "none", "random", "none", None)],
     "cb": [("class_balanced", None, "none", "random", "none", None)],
@@ -67,6 +69,8 @@ TABLE1_ROWS = {
     "bs_maxnorm": [_PLAIN, ("balanced_softmax", None, "none", "random", "maxnorm", None)],
     "cbs": [("ce", None, "none", "class_balanced", "none", None)],
     "crt": [_PLAIN, ("ce", None, "none", "class_balanced", "crt", None)],
+    "paco": [("ce", None, "paco", "random", "none", None)],
+    "bcl": [("ce", None, "bcl", "random", "none", "cosine")],
     "cutmix": [("ce", None, "cutmix", "random", "none", None)],
     "stmix": [("balanced_softmax", None, "stmix", "random", "none", None)],
     "shapmix": [("balanced_softmax", None, "shapmix", "random", "none", None)],
@@ -176,7 +180,7 @@ def test_experiment_reproduces_the_paper_settings(name, experiments):
     if name == "paper/table2-kinetics":
         # appendix A.2 / A.3 and the authors' Kinetics config: 100 frames, cosine, 70 epochs, batch 80
         assert (experiment.spec.num_classes, experiment.spec.layout) == (400, "coco17")
-        assert experiment.spec.methods == ["ce", "glmc", "shapmix"]
+        assert experiment.spec.methods == ["ce", "brl", "glmc", "shapmix"]
         for row, stages in row_configs(experiment).items():
             first = stages[0]
             assert (first.schedule.kind, first.schedule.epochs, first.schedule.warmup_epochs) == ("cosine", 70, 5), row
@@ -219,9 +223,9 @@ def test_experiment_reproduces_the_paper_settings(name, experiments):
         backbones, kinds = BACKBONE_TABLES[name]
         rows = [(stages[0].model.name, stages[0].method.name, stages[0].loss.name) for stages in configs.values()]
         # every backbone at its original size, without and with the paper's mixing (Shap-Mix with
-        # Balanced Softmax long-tailed, ST-Mix with cross entropy balanced)
+        # Balanced Softmax long-tailed, ST-Mix with cross entropy balanced), and with FR Head (balanced)
         expected_rows = {"ce": ("none", "ce"), "shapmix": ("shapmix", "balanced_softmax"),
-                         "none": ("none", "ce"), "stmix": ("stmix", "ce")}
+                         "none": ("none", "ce"), "stmix": ("stmix", "ce"), "frhead": ("frhead", "ce")}
         assert rows == [(backbone, *expected_rows[kind]) for backbone in backbones for kind in kinds]
         assert all(not stages[0].model.args for stages in configs.values())
     if name == "paper/table13-cost":
@@ -320,9 +324,12 @@ def test_every_row_builds_and_every_kind_of_row_trains_a_step(tmp_path, experime
     assert {kind[2] for kind in kinds} == {"ctrgcn", "stgcnpp", "agcn", "infogcn", "hdgcn"}  # every backbone trained
     # every loss, sampler, mixing method, guidance, modality and second stage of the files trained
     assert {kind[0] for kind in structures} == {"ce", "balanced_softmax", "focal", "class_balanced", "ldam", "influence_balanced"}
-    assert {kind[2] for kind in structures} == {"none", "mixup", "cutmix", "stmix", "shapmix", "remix", "glmc"}
+    assert {kind[2] for kind in structures} == {
+        "none", "mixup", "cutmix", "stmix", "shapmix", "remix", "glmc", "skelemix", "skelemixclr", "paco", "bcl",
+        "brl", "frhead", "fsa",
+    }
     assert {kind[3] for kind in structures} == {None, "shapley", "random", "gradcam"}
     assert {kind[4] for kind in structures} == {"random", "ros", "class_balanced"}
     assert {kind[5] for kind in structures} == {"joint", "bone", "joint_motion", "bone_motion"}
-    assert {kind[6] for kind in structures} == {"none", "crt", "maxnorm"}
+    assert {kind[6] for kind in structures} == {"none", "crt", "maxnorm", "classifier"}
     print(f"{len(trained)} runs of {len(kinds)} kinds trained in {time.perf_counter() - started:.1f}s")

@@ -30,7 +30,7 @@ from . import bench, configs, ensemble, export, predict, prepare, saliency, synt
 from . import eval as evaluate
 from .common import USER_ERRORS, formatter, report_user_error
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "parse_arguments"]
 
 SUBCOMMANDS = (train, evaluate, synth, configs, bench, prepare, saliency, predict, ensemble, export)
 """In the order ``shapmix --help`` lists them."""
@@ -49,15 +49,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_arguments(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """``parser.parse_args(argv)``, except that a command's ``KEY=VALUE`` overrides may also come
+    after its options (``shapmix bench --methods ce --seeds 3 schedule.epochs=2``): argparse
+    stops collecting a positional list at the first option, and a subcommand parser cannot
+    parse intermixed arguments."""
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        is_override = all("=" in item and not item.startswith("-") for item in extras)
+        if not (is_override and isinstance(getattr(args, "overrides", None), list)):
+            parser.error(f"unrecognized arguments: {' '.join(extras)}")
+        args.overrides.extend(extras)
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``shapmix ARGV`` and return the exit status (2 for an error of the user's making,
     printed as ``shapmix COMMAND: error: ...`` without a traceback)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_arguments(parser, argv)
     try:
         return args.handler(args)
     except USER_ERRORS as error:
         return report_user_error(args.command, error)
     except TrainingInterrupted as stopped:
-        print(f"shapmix {args.command}: {stopped}", file=sys.stderr)
+        # a grid resumes by rerunning its command; a single run with --resume
+        how = "rerun the same command" if args.command == "bench" else "continue it with --resume"
+        print(f"shapmix {args.command}: {stopped}: {how}", file=sys.stderr)
         return stopped.exit_code

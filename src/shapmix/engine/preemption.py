@@ -44,7 +44,7 @@ class TrainingInterrupted(Exception):
         name = signal.Signals(signum).name
         super().__init__(
             f"stopped by {name} in epoch {epoch + 1} after step {step}; the run's state is in "
-            f"{checkpoint}: continue it with --resume"
+            f"{checkpoint}"
         )
 
     @property
