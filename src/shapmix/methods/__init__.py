@@ -8,6 +8,7 @@ One module per method family (:mod:`.mixers`, :mod:`.shapmix`, :mod:`.glmc`, ...
 from .base import MethodInputs, MixingMethod, TrainingMethod, TrainingNetwork
 from .glmc import GLMCMethod
 from .registry import BASELINE_METHODS, METHOD_BUILDERS, build_method
+from .ride import RIDEExpertsMethod, RIDERouterMethod
 from .shapmix import ShapMixMethod
 
 __all__ = [
@@ -16,6 +17,8 @@ __all__ = [
     "GLMCMethod",
     "MethodInputs",
     "MixingMethod",
+    "RIDEExpertsMethod",
+    "RIDERouterMethod",
     "ShapMixMethod",
     "TrainingMethod",
     "TrainingNetwork",
