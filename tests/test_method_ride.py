@@ -297,7 +297,7 @@ def ride_config(tiny_data, stage: int, epochs: int, after: list[str] = (), extra
 
 @pytest.mark.parametrize("name", available_models())
 def test_one_step_of_the_ride_preset_on_every_backbone(tiny_data, tmp_path, name):
-    config = ride_config(tiny_data, 0, 1, extra=[f"model.name={name}", "train.batch_size=32"])
+    config = ride_config(tiny_data, 0, 1, extra=[f"model.name={name}", "train.batch_size=16"])
     result = train(config, tmp_path / "run")
     assert np.isfinite(result["test"]["top1"])
     state = load_checkpoint(tmp_path / "run" / "last.pt")

@@ -541,7 +541,6 @@ class Config(Section):
             )
         return self
 
-
     @model_validator(mode="after")
     def _check_ride(self) -> "Config":
         if self.method.name == "ride" and self.model.ride_experts < 2:

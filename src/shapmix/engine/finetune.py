@@ -23,7 +23,7 @@ classifier of an LDAM first stage), or the one a model's ``classifier_name`` nam
 * ``ride_router`` -- RIDE's second stage (Wang et al., ICLR 2021): the first stage's experts are
   frozen and only the router of the :class:`~shapmix.models.ride.RIDEModel` trains (with
   ``method.name=ride``, whose loss is then the router's); the model is switched to routing, so
-  this stage's evaluation and its checkpoints' use the routed ensemble.
+  the evaluation of this stage and of its checkpoints uses the routed ensemble.
 
 The frozen backbone runs in eval mode during the second stage: batch normalisation uses (and
 keeps) its first-stage running statistics, so the classifier is trained on the very features it
