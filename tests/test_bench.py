@@ -22,7 +22,7 @@ CONTRACT_NAMES = [
     "remix_drw", "stmix", "shapmix", "crt", "bs_maxnorm", "glmc",
     "paco", "bcl",
     "skelemix", "skelemixclr", "brl",
-    "frhead", "fsa",
+    "frhead", "fsa", "ride",
 ]
 
 
@@ -53,7 +53,11 @@ def test_every_preset_builds_a_valid_config(name):
         assert first.loss.ib_start_epoch == 10  # Park et al.: 100 of 200
     if preset.two_stage:
         second = preset_config(preset, 1, None, ["schedule.epochs=20"], ["finetune.checkpoint=stage1/last.pt"])
-        assert second.finetune.kind in ("crt", "maxnorm", "classifier") and second.schedule.epochs == 10
+        if name == "ride":  # its router stage: Wang et al.'s EA configs
+            assert (second.finetune.kind, second.method.name, second.schedule.epochs) == ("ride_router", "ride", 5)
+            assert second.model == first.model and first.model.ride_experts == 3
+        else:
+            assert second.finetune.kind in ("crt", "maxnorm", "classifier") and second.schedule.epochs == 10
     else:
         # every one-stage preset states its whole method: the default config's Shap-Mix never leaks
         assert first.method.name != "shapmix" or name == "shapmix"

@@ -44,6 +44,7 @@ from .mixing.stmix import (
     DrawMode,
 )
 from .models.registry import get_model_builder
+from .models.ride import DEFAULT_SHARED_STAGES, ROUTER_HIDDEN, ROUTER_THRESHOLD, ROUTER_TOP_K
 
 __all__ = [
     "Config",
@@ -146,6 +147,30 @@ class ModelConfig(Section):
 
     name: str = "ctrgcn"
     args: dict[str, Any] = Field(default_factory=dict, description="backbone keyword arguments")
+    ride_experts: int = Field(
+        1, ge=1,
+        description="1 = the backbone; >= 2 = RIDE's experts on it (Wang et al. ICLR 2021, main setting: 3): "
+        "they share the stem and the first ride_shared_stages stages, each owns the later blocks and a head; "
+        "the output is their mean logits, or the routed ensemble once the router is trained",
+    )
+    ride_shared_stages: int = Field(
+        DEFAULT_SHARED_STAGES, ge=1, le=2,
+        description="RIDE: stages shared by the experts (of 3; the original shares 1 of ResNet-32's 3 and 2 "
+        "of ResNet-50's 4)",
+    )
+    ride_router_hidden: int = Field(
+        ROUTER_HIDDEN, ge=1, description="RIDE router: width of each expert's hidden layer (original: 16)"
+    )
+    ride_router_top_k: int = Field(
+        ROUTER_TOP_K, ge=1,
+        description="RIDE router: the largest ensemble logits it sees, at most the number of classes "
+        "(original top_choices_num: 30 on CIFAR-100-LT, 50 on ImageNet-LT and iNaturalist)",
+    )
+    ride_router_threshold: float = Field(
+        ROUTER_THRESHOLD, ge=0, le=1,
+        description="RIDE router: a sample goes on to the next expert while the router's probability exceeds "
+        "this (original: 0.5; 0 = every expert, 1 = only the first); may be changed at evaluation",
+    )
 
     @model_validator(mode="after")
     def _check_args(self) -> "ModelConfig":
@@ -282,11 +307,14 @@ class MethodConfig(Section):
     class-specific part of tail samples and the class-generic part of head samples (split by
     class activation maps), trained with the real ones; meant as a second stage
     (``finetune.kind=classifier``).
+    ``ride``: RIDE (Wang et al. ICLR 2021) on a model with ``model.ride_experts >= 2``: every
+    expert trains with the configured loss plus the distribution-aware diversity term; after
+    ``finetune.kind=ride_router`` the same method trains the router.
     """
 
     name: Literal[
         "none", "mixup", "cutmix", "stmix", "shapmix", "remix", "glmc", "skelemix", "skelemixclr", "paco", "bcl",
-        "brl", "frhead", "fsa",
+        "brl", "frhead", "fsa", "ride",
     ] = "none"
     p_mixup: float = Field(DEFAULT_P_MIXUP, ge=0, le=1, description="stmix/shapmix: probability of global Mixup")
     mixup_alpha: float | None = Field(
@@ -516,6 +544,26 @@ class MethodConfig(Section):
         description="fsa: classes with at most this many training samples are augmented, the others give "
         "class-generic features (the Many-shot boundary of LT-NTU, Liu et al. 2023: 100)",
     )
+    ride_diversity_factor: float = Field(
+        -0.2,
+        description="ride: weight of each expert's KL divergence from the ensemble, times T^2; negative "
+        "rewards disagreement (Wang et al. 2021 additional_diversity_factor: default -0.2, CIFAR-100-LT "
+        "config -0.45); 0 trains every expert's loss on the ensemble's logits, as the original code",
+    )
+    ride_diversity_temperature: float = Field(
+        1.0, gt=0, description="ride: temperature T of the diversity term (original base_diversity_temperature: 1)"
+    )
+    ride_reweight_factor: float = Field(
+        0.05, ge=0, lt=1,
+        description="ride: once the loss's deferred re-weighting starts, class c's diversity temperature "
+        "becomes T (K p_c g + 1 - g) / max, p_c its training frequency (original reweight_factor g: 0.05; "
+        "ImageNet-LT config 0.02)",
+    )
+    ride_router_pos_weight: float = Field(
+        100.0, gt=0,
+        description="ride, router stage: weight of the positive class (a further expert helps) in the "
+        "router's binary cross entropy (original EA configs: 100; code default 20)",
+    )
     guidance: Literal["shapley", "random", "gradcam"] = Field(
         "shapley",
         description="shapmix: parts from the table of Shapley estimates, uniformly at random (ST-Mix), "
@@ -584,15 +632,18 @@ class FinetuneConfig(Section):
     MaxNorm constraint (with weight decay and a class-balanced loss, e.g. Balanced Softmax).
     ``classifier``: the frozen backbone's classifier is fine-tuned from its first-stage weights,
     unconstrained (FSA's second stage, Chu et al., ECCV 2020, with ``method.name=fsa``).
+    ``ride_router``: RIDE's second stage (Wang et al., ICLR 2021): the experts are frozen and the
+    router learns when a further expert helps; evaluation then uses the routed ensemble.
     """
 
-    kind: Literal["none", "crt", "maxnorm", "classifier"] = Field(
+    kind: Literal["none", "crt", "maxnorm", "classifier", "ride_router"] = Field(
         "none",
-        description="second-stage method: none, crt (classifier re-training), maxnorm, or classifier (the "
-        "first-stage classifier fine-tuned as it is, e.g. by FSA's feature space augmentation)",
+        description="second-stage method: none, crt (classifier re-training), maxnorm, classifier (the "
+        "first-stage classifier fine-tuned as it is, e.g. by FSA's feature space augmentation), or "
+        "ride_router (RIDE's router trained on frozen experts, with method.name=ride)",
     )
     checkpoint: str | None = Field(
-        None, description="crt/maxnorm: the first stage's last.pt (same model config and dataset)"
+        None, description="crt/maxnorm/classifier/ride_router: the first stage's last.pt (same model config and dataset)"
     )
     maxnorm_threshold: float = Field(
         0.1,
@@ -720,7 +771,6 @@ class Config(Section):
             )
         return self
 
-
     @model_validator(mode="after")
     def _check_brl(self) -> "Config":
         if self.method.name != "brl":
@@ -736,6 +786,20 @@ class Config(Section):
             raise ValueError(
                 f"method.brl_reweight_epoch={start} must be smaller than schedule.epochs={self.schedule.epochs} "
                 "(0-based epoch where the action-aware weights start)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_ride(self) -> "Config":
+        if self.method.name == "ride" and self.model.ride_experts < 2:
+            raise ValueError(
+                "method.name=ride trains RIDE's experts: set model.ride_experts to 2 or more "
+                f"(Wang et al. 2021: 3), not {self.model.ride_experts}"
+            )
+        if self.finetune.kind == "ride_router" and self.method.name != "ride":
+            raise ValueError(
+                f"finetune.kind=ride_router trains RIDE's router with its own loss: set method.name=ride, "
+                f"not {self.method.name!r}"
             )
         return self
 

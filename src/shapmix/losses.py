@@ -99,7 +99,9 @@ def target_distribution(target: torch.Tensor, logits: torch.Tensor) -> torch.Ten
             raise ValueError(f"hard targets must be integer class ids, got dtype {target.dtype}")
         if len(target) != len(logits):
             raise ValueError(f"{len(target)} targets for {len(logits)} rows of logits")
-        return F.one_hot(target, logits.shape[1]).to(logits.dtype)
+        # a scatter rather than F.one_hot, whose range check reads the labels back to the host
+        # on a CPU (a label out of range is an index error either way)
+        return torch.zeros_like(logits).scatter_(1, target[:, None], 1.0)
     if target.shape != logits.shape:
         raise ValueError(f"soft targets {tuple(target.shape)} do not match logits {tuple(logits.shape)}")
     return target.to(logits.dtype)

@@ -41,6 +41,7 @@ Names and the methods of the Shap-Mix paper's Table 1 (Zhang et al., IJCAI 2024)
 ``brl``               BRL (Liu et al., arXiv 2308.14024, 2023)
 ``frhead``            FR Head (Zhou et al., CVPR 2023), contrastive feature refinement
 ``fsa``               feature space augmentation (Chu et al., ECCV 2020), a second stage
+``ride``              RIDE, 3 experts, then the router (Wang et al., ICLR 2021)
 ====================  ==================================================================
 """
 
@@ -129,6 +130,28 @@ FSA_SPECIFIC_THRESHOLD = 0.8
 FSA_GENERIC_THRESHOLD = 0.2
 FSA_SYNTHESISED_PER_SAMPLE = 3
 FSA_TAIL_MAX_SAMPLES = 100
+# RIDE (Wang et al., ICLR 2021), official code frank-xwang/RIDE-LongTailRecognition: 3 experts
+# (the paper's main setting), LDAM with deferred re-weighting (RIDELoss: max_m 0.5, s 30,
+# reweight_epoch 160 of 200, as DRW_START_FRACTION) on normalised classifiers (use_norm), whose
+# cosine the model multiplies by s; the diversity factor of the CIFAR-100-LT config (the
+# closest in size and schedule to the skeleton benchmarks: trained from scratch, 200 epochs);
+# the router ("expert assignment") stage of its EA configs: 5 epochs of cosine decay from a
+# learning rate 10x below the first stage's (0.01 vs 0.1), class-balanced sampling, pos_weight
+# 100 (the method.ride_router_pos_weight default).
+RIDE_EXPERTS = 3
+RIDE_LOGIT_SCALE = 30.0
+RIDE_MAX_MARGIN = 0.5
+RIDE_DIVERSITY_FACTOR = -0.45
+RIDE_ROUTER_EPOCHS = 5
+RIDE_ROUTER_LR_FACTOR = 0.1
+# Same model config in both stages (a second stage must use the first stage's model).  The model
+# outputs s cos, so LDAM's scale is 1 and its margin is written in those units: s (cos - m) =
+# s cos - s m.
+RIDE_MODEL = (
+    f"model.ride_experts={RIDE_EXPERTS}",
+    "model.args.classifier=cosine",
+    f"model.args.cosine_scale={RIDE_LOGIT_SCALE}",
+)
 
 SECOND_STAGE_SCHEDULE = (
     f"schedule.epochs={SECOND_STAGE_EPOCHS}",
@@ -144,6 +167,17 @@ def _epoch_at(fraction: float, key: str) -> Callable[[Config], list[str]]:
         return [f"{key}={int(fraction * config.schedule.epochs)}"]
 
     derive.__doc__ = f"{key} = {fraction} x schedule.epochs"
+    return derive
+
+
+def _scaled(key: str, factor: float) -> Callable[[Config], list[str]]:
+    """An override setting the float ``key`` (``section.name``) to ``factor`` times its value."""
+    section, name = key.split(".")
+
+    def derive(config: Config) -> list[str]:
+        return [f"{key}={factor * getattr(getattr(config, section), name):.10g}"]
+
+    derive.__doc__ = f"{key} = {factor} x {key}"
     return derive
 
 
@@ -365,6 +399,34 @@ _PRESET_LIST = [
                 f"method.fsa_tail_max_samples={FSA_TAIL_MAX_SAMPLES}",
                 *SECOND_STAGE_SCHEDULE,
             ),
+        ),
+    ),
+    Preset(
+        "ride", "RIDE: 3 experts with LDAM-DRW and a distribution-aware diversity loss, then the router "
+        "that decides per sample how many experts to use",
+        "Wang et al., ICLR 2021",
+        (
+            (
+                *RIDE_MODEL,
+                "method.name=ride",
+                f"method.ride_diversity_factor={RIDE_DIVERSITY_FACTOR}",
+                "loss.name=ldam",
+                "loss.ldam_scale=1",
+                f"loss.ldam_max_margin={RIDE_MAX_MARGIN * RIDE_LOGIT_SCALE}",
+            ),
+            (
+                *RIDE_MODEL,
+                "method.name=ride",
+                "finetune.kind=ride_router",
+                "data.sampler=class_balanced",
+                f"schedule.epochs={RIDE_ROUTER_EPOCHS}",
+                "schedule.warmup_epochs=0",
+                "schedule.kind=cosine",
+            ),
+        ),
+        (
+            (_epoch_at(DRW_START_FRACTION, "loss.drw_epoch"),),
+            (_scaled("optim.lr", RIDE_ROUTER_LR_FACTOR),),
         ),
     ),
 ]

@@ -20,13 +20,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Sampler, SequentialSampler
 
-from ..config import Config, DataConfig, apply_overrides, build_config
+from ..config import Config, DataConfig, ModelConfig, apply_overrides, build_config
 from ..data.dataset import SkeletonSplit
 from ..data.format import SkeletonData, load_dataset, read_name_list
 from ..data.synthetic import GENERATOR_VERSION, generate_synthetic
 from ..data.transforms import Compose, build_pipeline
 from ..mixing.shapley import mean_sequence
 from ..models import build_model
+from ..models.ride import RIDEModel
 from ..skeleton.layouts import Layout
 from .checkpoint import load_checkpoint
 from .distributed import DistributedContext, resolve_device
@@ -39,6 +40,7 @@ __all__ = [
     "open_run_data",
     "open_split",
     "build_run_model",
+    "build_configured_model",
     "build_pipelines",
     "build_test_pipeline",
     "eval_loader",
@@ -114,13 +116,31 @@ def open_run_data(config: Config, context: DistributedContext | None = None) -> 
 def build_run_model(config: Config, dataset: SkeletonData) -> nn.Module:
     """The configured backbone, sized for ``dataset`` (classes, layout, persons, channels)."""
     _, channels, _, _, persons = dataset.shape
-    return build_model(
-        config.model.name,
-        num_classes=dataset.num_classes,
-        layout=dataset.layout,
-        num_persons=persons,
-        in_channels=channels,
-        **config.model.args,
+    return build_configured_model(config.model, dataset.num_classes, dataset.layout, persons, channels)
+
+
+def build_configured_model(
+    config: ModelConfig, num_classes: int, layout: Layout | str, num_persons: int, in_channels: int
+) -> nn.Module:
+    """The model a ``model`` config section describes: the backbone ``config.name`` with
+    ``config.args``, or, with ``config.ride_experts >= 2``, RIDE's experts on that backbone
+    (:class:`~shapmix.models.ride.RIDEModel`)."""
+
+    def backbone() -> nn.Module:
+        return build_model(
+            config.name, num_classes=num_classes, layout=layout, num_persons=num_persons, in_channels=in_channels,
+            **config.args,
+        )
+
+    if config.ride_experts == 1:
+        return backbone()
+    return RIDEModel(
+        backbone,
+        config.ride_experts,
+        shared_stages=config.ride_shared_stages,
+        router_hidden=config.ride_router_hidden,
+        router_top_k=config.ride_router_top_k,
+        router_threshold=config.ride_router_threshold,
     )
 
 

@@ -24,6 +24,11 @@ classifier of an LDAM first stage), or the one a model's ``classifier_name`` nam
   the plain batch, e.g. FSA (Chu et al., "Feature space augmentation for long-tailed data",
   ECCV 2020, ``method.name=fsa``), whose class activation maps need the trained classifier.
 
+* ``ride_router`` -- RIDE's second stage (Wang et al., ICLR 2021): the first stage's experts are
+  frozen and only the router of the :class:`~shapmix.models.ride.RIDEModel` trains (with
+  ``method.name=ride``, whose loss is then the router's); the model is switched to routing, so
+  the evaluation of this stage and of its checkpoints uses the routed ensemble.
+
 The frozen backbone runs in eval mode during the second stage: batch normalisation uses (and
 keeps) its first-stage running statistics, so the classifier is trained on the very features it
 is tested on and the backbone's buffers stay bit-identical (a train-mode forward would update
@@ -45,6 +50,7 @@ import torch
 from torch import nn
 
 from ..config import Config, config_to_dict
+from ..models.ride import RIDEModel
 from .checkpoint import load_checkpoint
 
 __all__ = [
@@ -52,6 +58,7 @@ __all__ = [
     "ClassifierFinetuning",
     "ClassifierRetraining",
     "MaxNormFinetuning",
+    "RouterTraining",
     "build_second_stage",
     "classifier_of",
 ]
@@ -134,6 +141,26 @@ class MaxNormFinetuning(_FrozenBackbone):
         weight.mul_((self.radius / norms.clamp_min(torch.finfo(weight.dtype).tiny)).clamp(max=1.0))
 
 
+class RouterTraining(SecondStage):
+    """RIDE's router stage: the first stage's experts frozen (in eval mode, as the original sets
+    its frozen batch norms to eval), the router trainable, the model routed from now on."""
+
+    def __init__(self, model: nn.Module, first_stage: dict) -> None:
+        if not isinstance(model, RIDEModel):
+            raise ValueError(
+                f"finetune.kind=ride_router trains the router of RIDE's experts: set model.ride_experts to 2 "
+                f"or more (as the first stage), not a plain {type(model).__name__}"
+            )
+        model.load_state_dict(first_stage["model"])
+        model.requires_grad_(False)
+        model.router.requires_grad_(True)
+        model.routed = True
+
+    def set_train_mode(self, model: nn.Module) -> None:
+        model.eval()
+        model.router.train()
+
+
 def _load_first_stage(config: Config, class_names: Sequence[str], device: torch.device) -> dict:
     path = Path(str(config.finetune.checkpoint))
     if not path.exists():
@@ -178,9 +205,12 @@ def build_second_stage(
     elif kind == "classifier":
         stage = ClassifierFinetuning(model, first_stage)
         detail = "first-stage classifier fine-tuned"
+    elif kind == "ride_router":
+        stage = RouterTraining(model, first_stage)
+        detail = "RIDE's experts frozen, router trained"
     else:
-        stage = MaxNormFinetuning(model, first_stage, config.finetune.maxnorm_threshold)
-        detail = f"MaxNorm radius {stage.radius:.4g}"
+        maxnorm = MaxNormFinetuning(model, first_stage, config.finetune.maxnorm_threshold)
+        stage, detail = maxnorm, f"MaxNorm radius {maxnorm.radius:.4g}"
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     logging.getLogger(LOGGER_NAME).info(
         f"second stage {kind} from {config.finetune.checkpoint} (epoch {int(first_stage['epoch']) + 1}): "

@@ -55,9 +55,8 @@ from ..data.sources.ntu.align import row_to_cthw
 from ..data.sources.ntu.pipeline import process_skeleton
 from ..data.sources.pyskl import read_pyskl
 from ..data.transforms import Compose
-from ..models import build_model
 from ..skeleton.layouts import Layout, get_layout
-from .builders import build_test_pipeline, open_run_data
+from .builders import build_configured_model, build_test_pipeline, open_run_data
 from .checkpoint import load_checkpoint
 from .distributed import resolve_device
 from .evaluate import average_clip_scores
@@ -186,14 +185,7 @@ class Predictor:
         config = build_config(apply_overrides(state["config"], changes), f"{checkpoint} with overrides {changes}")
         spec = checkpoint_input_spec(state, config, checkpoint)
         class_names = list(state["class_names"])
-        model = build_model(
-            config.model.name,
-            num_classes=len(class_names),
-            layout=spec.layout,
-            num_persons=spec.num_persons,
-            in_channels=len(spec.channels),
-            **config.model.args,
-        )
+        model = build_configured_model(config.model, len(class_names), spec.layout, spec.num_persons, len(spec.channels))
         model.load_state_dict(state["model"])
         return cls(model, config, spec, class_names, resolve_device(device))
 

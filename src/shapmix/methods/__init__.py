@@ -10,6 +10,7 @@ from .bcl import BCLMethod
 from .glmc import GLMCMethod
 from .paco import PaCoMethod
 from .registry import BASELINE_METHODS, METHOD_BUILDERS, build_method
+from .ride import RIDEExpertsMethod, RIDERouterMethod
 from .shapmix import ShapMixMethod
 
 __all__ = [
@@ -20,6 +21,8 @@ __all__ = [
     "MethodInputs",
     "MixingMethod",
     "PaCoMethod",
+    "RIDEExpertsMethod",
+    "RIDERouterMethod",
     "ShapMixMethod",
     "TrainingMethod",
     "TrainingNetwork",

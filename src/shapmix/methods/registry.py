@@ -18,7 +18,7 @@ from ..data.dataset import SkeletonSplit
 from ..data.transforms import Compose
 from ..engine.distributed import DistributedContext
 from ..skeleton.layouts import Layout
-from . import bcl, brl, frhead, fsa, glmc, mixers, paco, shapmix
+from . import bcl, brl, frhead, fsa, glmc, mixers, paco, ride, shapmix
 from .base import MethodBuilder, MethodInputs, TrainingMethod
 
 __all__ = ["BASELINE_METHODS", "METHOD_BUILDERS", "build_method"]
@@ -39,6 +39,7 @@ METHOD_BUILDERS: dict[str, MethodBuilder] = {
     "brl": brl.build,
     "frhead": frhead.build,
     "fsa": fsa.build,
+    "ride": ride.build,
 }
 """``method.name`` -> the function that builds that training method."""
 BASELINE_METHODS = frozenset({"shapmix"})
@@ -64,7 +65,7 @@ def build_method(
     ``seed`` is the run seed (the method's generators are derived from it, :mod:`shapmix.seeds`).
     ``baseline`` (the mean training sequence in model-input space) is required for ``shapmix``;
     ``model`` (to size the heads), ``train_split``, ``train_pipeline`` and ``total_epochs`` for
-    ``glmc``.
+    ``glmc``; ``model`` (RIDE's experts) for ``ride``.
     """
     builder = METHOD_BUILDERS.get(config.name)
     if builder is None:
