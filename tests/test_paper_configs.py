@@ -71,6 +71,7 @@ TABLE1_ROWS = {
     "crt": [_PLAIN, ("ce", None, "none", "class_balanced", "crt", None)],
     "paco": [("ce", None, "paco", "random", "none", None)],
     "bcl": [("ce", None, "bcl", "random", "none", "cosine")],
+    "ride": [("ldam", 80, "ride", "random", "none", "cosine"), ("ldam", 80, "ride", "class_balanced", "ride_router", "cosine")],
     "cutmix": [("ce", None, "cutmix", "random", "none", None)],
     "stmix": [("balanced_softmax", None, "stmix", "random", "none", None)],
     "shapmix": [("balanced_softmax", None, "shapmix", "random", "none", None)],
@@ -326,10 +327,10 @@ def test_every_row_builds_and_every_kind_of_row_trains_a_step(tmp_path, experime
     assert {kind[0] for kind in structures} == {"ce", "balanced_softmax", "focal", "class_balanced", "ldam", "influence_balanced"}
     assert {kind[2] for kind in structures} == {
         "none", "mixup", "cutmix", "stmix", "shapmix", "remix", "glmc", "skelemix", "skelemixclr", "paco", "bcl",
-        "brl", "frhead", "fsa",
+        "brl", "frhead", "fsa", "ride",
     }
     assert {kind[3] for kind in structures} == {None, "shapley", "random", "gradcam"}
     assert {kind[4] for kind in structures} == {"random", "ros", "class_balanced"}
     assert {kind[5] for kind in structures} == {"joint", "bone", "joint_motion", "bone_motion"}
-    assert {kind[6] for kind in structures} == {"none", "crt", "maxnorm", "classifier"}
+    assert {kind[6] for kind in structures} == {"none", "crt", "maxnorm", "classifier", "ride_router"}
     print(f"{len(trained)} runs of {len(kinds)} kinds trained in {time.perf_counter() - started:.1f}s")
