@@ -89,7 +89,7 @@ def shrink(data_path: Path, batch: int) -> list[str]:
         "data.window=16",
         "data.min_crop_frames=4",
         "data.num_workers=0",
-        "model.args={base_channels: 8, num_blocks: 2}",
+        "model.args={base_channels: 8, num_blocks: 3}",  # three stages: FR Head taps each
         "schedule.epochs=1",
         "schedule.warmup_epochs=0",
         # Guided mixing (and the estimates feeding it) from the first step.
