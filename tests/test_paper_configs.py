@@ -71,7 +71,7 @@ TABLE1_ROWS = {
     "crt": [_PLAIN, ("ce", None, "none", "class_balanced", "crt", None)],
     "paco": [("ce", None, "paco", "random", "none", None)],
     "bcl": [("ce", None, "bcl", "random", "none", "cosine")],
-    "ride": [("ldam", 80, "ride", "random", "none", "cosine"), ("ldam", 80, "ride", "class_balanced", "ride_router", "cosine")],
+    "ride": [("ldam", 80, "ride", "random", "none", "cosine"), ("ce", None, "ride", "class_balanced", "ride_router", "cosine")],
     "cutmix": [("ce", None, "cutmix", "random", "none", None)],
     "stmix": [("balanced_softmax", None, "stmix", "random", "none", None)],
     "shapmix": [("balanced_softmax", None, "shapmix", "random", "none", None)],
