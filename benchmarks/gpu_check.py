@@ -353,7 +353,7 @@ def samples_per_second(step: Callable[[int], object], batch_size: int, sizes: Si
 
 def child_setup(args: argparse.Namespace) -> tuple[torch.device, Sizes]:
     """The device (with the trainer's CUDA setting) and the sizes of this check."""
-    from shapmix.engine.distributed import resolve_device
+    from shapmix.distributed import resolve_device
 
     device = resolve_device(args.device)
     if device.type == "cuda":

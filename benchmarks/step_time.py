@@ -50,7 +50,7 @@ from torch import nn
 
 from shapmix.config import MethodConfig
 from shapmix.data.longtail import longtail_counts
-from shapmix.engine.distributed import resolve_device
+from shapmix.distributed import resolve_device
 from shapmix.methods import TrainingMethod, build_method
 from shapmix.losses import BalancedSoftmax
 from shapmix.mixing import mean_sequence

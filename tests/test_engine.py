@@ -200,7 +200,7 @@ def test_tensorboard_events_are_written(tiny_data, tmp_path):
 def test_process_group_teardown_waits_for_every_rank_only_after_success(monkeypatch):
     import torch.distributed as dist
 
-    from shapmix.engine.distributed import DistributedContext
+    from shapmix.distributed import DistributedContext
 
     calls: list[str] = []
     monkeypatch.setattr(dist, "is_initialized", lambda: True)

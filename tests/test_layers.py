@@ -1,6 +1,6 @@
-"""Imports run one way: __main__ -> cli -> bench/analysis -> engine -> config ->
-models/mixing/losses/viz -> data -> skeleton -> errors/seeds, and no function imports a module
-of the package.
+"""Imports run one way: __main__ -> cli -> bench/analysis -> engine -> methods -> config ->
+models/mixing/losses/viz -> data -> skeleton -> errors/seeds/distributed, and no function imports
+a module of the package.
 
 Every module under ``src/shapmix`` is parsed with :mod:`ast` (nothing is imported): a module may
 import its own top-level package and packages of a lower layer only; an import inside a
@@ -24,6 +24,7 @@ SOURCE = Path(__file__).resolve().parents[1] / "src" / PACKAGE
 LAYERS = {
     "errors": 0,
     "seeds": 0,
+    "distributed": 0,
     "skeleton": 1,
     "data": 2,
     "models": 3,
@@ -31,11 +32,12 @@ LAYERS = {
     "losses": 3,
     "viz": 3,
     "config": 4,
-    "engine": 5,
-    "bench": 6,
-    "analysis": 6,
-    "cli": 7,
-    "__main__": 8,  # python -m shapmix: runs the command line
+    "methods": 5,
+    "engine": 6,
+    "bench": 7,
+    "analysis": 7,
+    "cli": 8,
+    "__main__": 9,  # python -m shapmix: runs the command line
 }
 ROOT = ""
 """The top-level ``shapmix/__init__.py`` (the public API may gather names from every layer)."""
@@ -129,7 +131,7 @@ def test_imports_run_one_way_and_none_is_delayed(path):
 
 def test_the_checker_catches_an_upward_a_sideways_and_a_delayed_import():
     assert violations("from ..engine.trainer import train\n", "shapmix.data.format") == [
-        "shapmix.data.format:1: imports shapmix.engine.trainer (layer 5) from layer 2"
+        "shapmix.data.format:1: imports shapmix.engine.trainer (layer 6) from layer 2"
     ]
     assert violations("from ..models import build_model\n", "shapmix.mixing.stmix") == [
         "shapmix.mixing.stmix:1: imports shapmix.models (layer 3) from layer 3"

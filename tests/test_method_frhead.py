@@ -213,7 +213,7 @@ def _refine_on_rank(rank: int, port: int, out: str) -> None:
     """Worker: each rank refines its half of one batch; every rank's prototypes and loss are saved."""
     import torch.distributed as dist
 
-    from shapmix.engine.distributed import DistributedContext
+    from shapmix.distributed import DistributedContext
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=DDP_WORLD_SIZE)
     context = DistributedContext(rank=rank, world_size=DDP_WORLD_SIZE, owns_group=True)

@@ -14,7 +14,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from shapmix.engine.checkpoint import load_checkpoint
-from shapmix.engine.distributed import DistributedContext
+from shapmix.distributed import DistributedContext
 from shapmix.engine.trainer import train
 from shapmix.mixing import SaliencyTable
 

@@ -10,7 +10,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from shapmix.engine.distributed import DistributedContext, ProcessGroupBatchNorm, synchronize_batch_norm
+from shapmix.distributed import DistributedContext, ProcessGroupBatchNorm, synchronize_batch_norm
 from shapmix.models import build_model
 
 WORLD_SIZE = 2

@@ -41,7 +41,7 @@ import torch
 from ..data.format import DatasetFormatError
 from ..engine.builders import build_pipelines, mean_input_sequence, open_run_data
 from ..engine.checkpoint import load_checkpoint
-from ..engine.distributed import DistributedContext
+from ..distributed import DistributedContext
 from ..engine.predict import PredictedBatch, Predictor
 from ..viz.explain import animate_explanation, plot_explanation_frames
 from ..mixing import PartCombinations, coalition_values, combination_shapley_values, shapley_values

@@ -38,7 +38,7 @@ import yaml
 
 from ..config import Config, ConfigError, build_config, config_to_dict
 from ..engine.checkpoint import previous_path
-from ..engine.distributed import init_distributed
+from ..distributed import init_distributed
 from ..engine.preemption import TrainingInterrupted
 from ..engine.trainer import EpochCallback, train
 from .presets import Preset, get_presets, preset_config

@@ -30,7 +30,7 @@ from ..models import build_model
 from ..models.ride import RIDEModel
 from ..skeleton.layouts import Layout
 from .checkpoint import load_checkpoint
-from .distributed import DistributedContext, resolve_device
+from ..distributed import DistributedContext, resolve_device
 
 __all__ = [
     "RunData",

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from ..data.longtail import DEFAULT_FEW_THRESHOLD, DEFAULT_MANY_THRESHOLD, GROUP_LABELS, Group, group_classes
 from .builders import build_test_pipeline, eval_loader, open_trained_run, precision_context
-from .distributed import DistributedContext
+from ..distributed import DistributedContext
 
 __all__ = [
     "Metrics",

@@ -58,7 +58,7 @@ from ..data.transforms import Compose
 from ..skeleton.layouts import Layout, get_layout
 from .builders import build_configured_model, build_test_pipeline, open_run_data
 from .checkpoint import load_checkpoint
-from .distributed import resolve_device
+from ..distributed import resolve_device
 from .evaluate import average_clip_scores
 
 __all__ = [

@@ -86,7 +86,7 @@ from .checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from .distributed import init_distributed, synchronize_batch_norm
+from ..distributed import init_distributed, synchronize_batch_norm
 from .evaluate import Metrics, compute_metrics, format_metrics_table, predict, save_scores
 from .predict import INPUT_SPEC_KEY, InputSpec
 from .finetune import SecondStage, build_second_stage

@@ -41,7 +41,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..config import MethodConfig
 from ..data.dataset import SkeletonSplit
 from ..data.transforms import Compose
-from ..engine.distributed import DistributedContext
+from ..distributed import DistributedContext
 from ..losses import smooth_targets, target_distribution
 from ..mixing.stmix import BatchMixer
 from ..seeds import MIXER

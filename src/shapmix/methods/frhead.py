@@ -60,7 +60,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..data.transforms import Compose, CropResize
-from ..engine.distributed import DistributedContext
+from ..distributed import DistributedContext
 from ..losses import smooth_targets
 from ..models.common import block_plan
 from .base import MethodInputs, TrainingMethod

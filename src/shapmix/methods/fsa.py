@@ -54,7 +54,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ..engine.distributed import DistributedContext
+from ..distributed import DistributedContext
 from ..losses import smooth_targets
 from ..seeds import FSA, DeviceGenerator
 from .base import MethodInputs, TrainingMethod

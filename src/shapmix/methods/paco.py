@@ -49,7 +49,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from ..engine.distributed import DistributedContext
+from ..distributed import DistributedContext
 from ..losses import BalancedSoftmax
 from ..skeleton.layouts import Layout
 from .base import MethodInputs, TrainingMethod, TrainingNetwork

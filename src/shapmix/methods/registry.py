@@ -16,7 +16,7 @@ from torch import nn
 from ..config import MethodConfig
 from ..data.dataset import SkeletonSplit
 from ..data.transforms import Compose
-from ..engine.distributed import DistributedContext
+from ..distributed import DistributedContext
 from ..skeleton.layouts import Layout
 from . import bcl, brl, frhead, fsa, glmc, mixers, paco, ride, shapmix
 from .base import MethodBuilder, MethodInputs, TrainingMethod

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..engine.distributed import DistributedContext
+from ..distributed import DistributedContext
 from ..mixing import (
     PartCombinations,
     SaliencyTable,

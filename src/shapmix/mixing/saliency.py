@@ -112,7 +112,7 @@ def policy_sharpness(probs: torch.Tensor) -> PolicySharpness:
 
 class SumReducer(Protocol):
     """What :meth:`SaliencyTable.update` needs from a distributed context
-    (:class:`shapmix.engine.distributed.DistributedContext` fits)."""
+    (:class:`shapmix.distributed.DistributedContext` fits)."""
 
     def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor: ...
 
