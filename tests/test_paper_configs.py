@@ -89,7 +89,10 @@ def shrink(data_path: Path, batch: int) -> list[str]:
         "data.window=16",
         "data.min_crop_frames=4",
         "data.num_workers=0",
-        "model.args={base_channels: 8, num_blocks: 3}",  # three stages: FR Head taps each
+        "model.args={base_channels: 8, num_blocks: 2}",
+        # two blocks make two stages, so FR Head refines three levels (first block of each stage, last)
+        "method.frhead_level_weights=[0.2, 0.5, 1.0]",
+        "model.ride_shared_stages=1",  # ... and RIDE's experts own the second
         "schedule.epochs=1",
         "schedule.warmup_epochs=0",
         # Guided mixing (and the estimates feeding it) from the first step.
