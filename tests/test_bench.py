@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import statistics
-import subprocess
-import sys
 
 import pytest
 import yaml
@@ -146,24 +143,6 @@ def test_a_failing_run_is_reported_and_the_grid_goes_on(tiny_data, tmp_path, cap
 def test_unknown_method_is_a_clear_error(tmp_path, capsys):
     assert main(["bench", "--methods", "ce,nope", "--out", str(tmp_path)]) == 2
     assert "unknown method(s) ['nope']" in capsys.readouterr().err
-
-
-@pytest.mark.slow
-def test_grid_under_torchrun_runs_every_run_on_two_processes(tiny_data, tmp_path):
-    out = tmp_path / "bench"
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "shapmix", "bench", "--methods", "ce,crt", "--seeds", "1", "--out", str(out),
-        *bench_overrides(tiny_data), "train.device=cpu", "--stage2", "schedule.epochs=1",
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    for run in ("ce/seed0", "crt/seed0/stage2"):
-        assert "2 process(es)" in (out / run / "train.log").read_text()
-    assert completed.stdout.count("[bench] summary:") == 1, "only the main process reports"
-    with open(out / "results.csv", newline="") as handle:
-        assert [row["method"] for row in csv.DictReader(handle)] == ["ce", "crt"]
 
 
 def test_overrides_may_follow_the_options_of_a_command():

@@ -205,8 +205,7 @@ def test_interrupted_and_resumed_run_on_the_device_ends_identical(device, determ
 def test_two_process_ddp_run_on_the_device(device, tiny_data, tmp_path):
     if device.type != "cuda":
         pytest.skip(
-            "on the CPU the 2-process gloo runs are tests/test_engine.py, tests/test_saliency_ddp.py "
-            "and tests/test_multinode.py"
+            "on the CPU the 2-process gloo runs are tests/test_ddp_runs.py and tests/test_multinode.py"
         )
     if torch.cuda.device_count() < DDP_PROCESSES:
         pytest.skip(f"NCCL needs one GPU per process: {DDP_PROCESSES} processes, {torch.cuda.device_count()} GPU(s)")

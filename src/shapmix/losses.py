@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
+    "one_hot",
     "Loss",
     "CrossEntropy",
     "BalancedSoftmax",
@@ -99,12 +100,21 @@ def target_distribution(target: torch.Tensor, logits: torch.Tensor) -> torch.Ten
             raise ValueError(f"hard targets must be integer class ids, got dtype {target.dtype}")
         if len(target) != len(logits):
             raise ValueError(f"{len(target)} targets for {len(logits)} rows of logits")
-        # a scatter rather than F.one_hot, whose range check reads the labels back to the host
-        # on a CPU (a label out of range is an index error either way)
-        return torch.zeros_like(logits).scatter_(1, target[:, None], 1.0)
+        return one_hot(target, logits.shape[1], logits.dtype)
     if target.shape != logits.shape:
         raise ValueError(f"soft targets {tuple(target.shape)} do not match logits {tuple(logits.shape)}")
     return target.to(logits.dtype)
+
+
+def one_hot(labels: torch.Tensor, num_classes: int, dtype: torch.dtype) -> torch.Tensor:
+    """``(N, K)`` one-hot rows of ``dtype`` for ``(N,)`` class ids on their device.
+
+    A scatter rather than ``F.one_hot``, whose range check reads the labels back to the host (on
+    a CPU; a label out of range is an index error either way), so a training step that builds
+    targets never synchronises.
+    """
+    rows = torch.zeros(labels.shape[0], num_classes, dtype=dtype, device=labels.device)
+    return rows.scatter_(1, labels[:, None], 1)
 
 
 def _counts(class_counts: ClassCounts) -> torch.Tensor:

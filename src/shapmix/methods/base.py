@@ -25,6 +25,8 @@ knowing the backbone:
   ``network(inputs, return_latent=True)``, returning ``(logits, latent)``, and ``targets`` are
   the ``(B,)`` labels or, with a mixed batch, the ``(B, K)`` unsmoothed distributions of all
   ``B`` rows (clean rows one-hot).
+
+Methods with their own step apply it through :class:`BackboneObjective`.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from ..mixing.stmix import BatchMixer
 from ..seeds import MIXER
 from ..skeleton.layouts import Layout
 
-__all__ = ["MethodBuilder", "MethodInputs", "MixingMethod", "TrainingMethod", "TrainingNetwork"]
+__all__ = ["BackboneObjective", "MethodBuilder", "MethodInputs", "MixingMethod", "TrainingMethod", "TrainingNetwork", "backbone_of"]
 
 
 class TrainingNetwork(nn.Module):
@@ -65,6 +67,49 @@ class TrainingNetwork(nn.Module):
         if with_heads:
             return self.heads(self.backbone, x)
         return self.backbone(x)
+
+
+def backbone_of(network: nn.Module) -> nn.Module:
+    """The backbone a step trains, whether ``network`` is the bare backbone, a
+    :class:`TrainingNetwork` or either wrapped for DDP."""
+    module = network.module if isinstance(network, DistributedDataParallel) else network
+    return module.backbone if isinstance(module, TrainingNetwork) else module
+
+
+@dataclass(frozen=True)
+class BackboneObjective:
+    """A backbone's own training objective (module docstring): what every method's loss applies
+    to whatever it trains on, without knowing the backbone.
+
+    Attributes:
+        label_smoothing: ``s``; classification targets become ``(1 - s) t + s / K``.
+        auxiliary_loss: ``(latent, targets) -> loss`` added to the step's loss, or ``None``.
+    """
+
+    label_smoothing: float = 0.0
+    auxiliary_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+
+    @classmethod
+    def of(cls, network: nn.Module) -> BackboneObjective:
+        """The objective of the backbone inside ``network`` (see :func:`backbone_of`)."""
+        backbone = backbone_of(network)
+        return cls(getattr(backbone, "label_smoothing", 0.0), getattr(backbone, "auxiliary_loss", None))
+
+    def forward(self, network: nn.Module, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(logits (N, K), latent)`` of ``inputs``; ``latent`` is ``None`` unless the
+        auxiliary loss needs it."""
+        if self.auxiliary_loss is None:
+            return network(inputs), None
+        return network(inputs, return_latent=True)
+
+    def targets(self, targets: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """The classification loss's targets: ``(N,)`` labels or ``(N, K)`` distributions,
+        smoothed (then always ``(N, K)``) when the backbone smooths labels."""
+        return smooth_targets(targets, logits, self.label_smoothing) if self.label_smoothing else targets
+
+    def add_auxiliary(self, loss: torch.Tensor, latent: torch.Tensor | None, targets: torch.Tensor) -> torch.Tensor:
+        """``loss`` plus the auxiliary loss of ``latent`` against the unsmoothed ``targets``."""
+        return loss if self.auxiliary_loss is None else loss + self.auxiliary_loss(latent, targets)
 
 
 class TrainingMethod:
@@ -94,21 +139,13 @@ class TrainingMethod:
         """
         mixed = self.mix(x, y, epoch)
         inputs, targets = (x, [y]) if mixed is None else (torch.cat([x, mixed[0]]), [y, mixed[1]])
-        backbone = network.module if isinstance(network, DistributedDataParallel) else network
-        auxiliary_loss = getattr(backbone, "auxiliary_loss", None)
-        smoothing = getattr(backbone, "label_smoothing", 0.0)
-        if auxiliary_loss is None:
-            all_logits = network(inputs)
-        else:
-            all_logits, latent = network(inputs, return_latent=True)
+        objective = BackboneObjective.of(network)
+        all_logits, latent = objective.forward(network, inputs)
         parts = all_logits.split(len(x))  # clean rows, then mixed rows
-        loss = None
-        for part, target in zip(parts, targets):
-            part_loss = criterion(part, smooth_targets(target, part, smoothing) if smoothing else target)
-            loss = part_loss if loss is None else loss + part_loss
-        if auxiliary_loss is not None:
+        loss = sum(criterion(part, objective.targets(target, part)) for part, target in zip(parts, targets))
+        if objective.auxiliary_loss is not None:
             all_targets = y if mixed is None else torch.cat([target_distribution(y, parts[0]), mixed[1]])
-            loss = loss + auxiliary_loss(latent, all_targets)
+            loss = objective.add_auxiliary(loss, latent, all_targets)
         return loss, parts[0]
 
     def state_dict(self) -> dict[str, Any]:

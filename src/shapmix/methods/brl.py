@@ -80,13 +80,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
-from ..losses import smooth_targets
 from ..mixing.stmix import DeviceCopies, mixed_targets
 from ..seeds import BRL, DeviceGenerator
 from ..skeleton.layouts import Layout, get_layout
-from .base import MethodInputs, TrainingMethod
+from .base import BackboneObjective, MethodInputs, TrainingMethod
 
 __all__ = [
     "ORIGINAL_REWEIGHT_FRACTION",
@@ -413,17 +411,10 @@ class BRLMethod(TrainingMethod):
         with this epoch's weights.  A backbone's own objective (label smoothing, auxiliary loss;
         see :mod:`shapmix.methods.base`) applies as in the default step."""
         mixed, targets = self.mixed_batch(x, y, epoch)
-        backbone = network.module if isinstance(network, DistributedDataParallel) else network
-        auxiliary_loss = getattr(backbone, "auxiliary_loss", None)
-        smoothing = getattr(backbone, "label_smoothing", 0.0)
-        if auxiliary_loss is None:
-            logits = network(mixed)
-        else:
-            logits, latent = network(mixed, return_latent=True)
-        loss_targets = smooth_targets(targets, logits, smoothing) if smoothing else targets
-        loss = action_aware_loss(logits, loss_targets, self.class_weights_at(epoch, x.device))
-        if auxiliary_loss is not None:
-            loss = loss + auxiliary_loss(latent, targets)
+        objective = BackboneObjective.of(network)
+        logits, latent = objective.forward(network, mixed)
+        loss = action_aware_loss(logits, objective.targets(targets, logits), self.class_weights_at(epoch, x.device))
+        loss = objective.add_auxiliary(loss, latent, targets)
         return loss, logits
 
     def state_dict(self) -> dict[str, Any]:

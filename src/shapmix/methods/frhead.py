@@ -57,25 +57,18 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
 from ..data.transforms import Compose, CropResize
 from ..distributed import DistributedContext
-from ..losses import smooth_targets
 from ..models.common import block_plan
-from .base import MethodInputs, TrainingMethod
+from ..losses import one_hot
+from .base import BackboneObjective, MethodInputs, TrainingMethod
 
 __all__ = ["FRHeadMethod", "FRHeads", "refinement_loss", "tap_blocks"]
 
 # Guards of the original's divisions and normalisations (``+ 1e-12``).
 NORM_EPS = 1e-12
 SPATIAL, TEMPORAL = 0, 1
-
-
-def one_hot(labels: torch.Tensor, num_classes: int, dtype: torch.dtype) -> torch.Tensor:
-    """``(N, K)`` one-hot rows: a scatter, as ``F.one_hot`` reads the labels' range back to the host."""
-    rows = torch.zeros(labels.shape[0], num_classes, dtype=dtype, device=labels.device)
-    return rows.scatter_(1, labels[:, None], 1)
 
 
 def tap_blocks(num_blocks: int, base_channels: int) -> list[int]:
@@ -320,13 +313,8 @@ class FRHeadMethod(TrainingMethod):
         self, network: nn.Module, x: torch.Tensor, y: torch.Tensor, criterion: nn.Module, epoch: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
         logits, embeddings, latent = network(x, with_heads=True)
-        wrapper = network.module if isinstance(network, DistributedDataParallel) else network
-        backbone = wrapper.backbone
-        smoothing = getattr(backbone, "label_smoothing", 0.0)
-        loss = criterion(logits, smooth_targets(y, logits, smoothing) if smoothing else y)
-        auxiliary_loss = getattr(backbone, "auxiliary_loss", None)
-        if auxiliary_loss is not None:
-            loss = loss + auxiliary_loss(latent, y)
+        objective = BackboneObjective.of(network)
+        loss = objective.add_auxiliary(criterion(logits, objective.targets(y, logits)), latent, y)
         loss = loss + self.weight * self.refinement(embeddings, y, logits)
         return loss, logits
 

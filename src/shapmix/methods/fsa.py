@@ -52,23 +52,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
 from ..distributed import DistributedContext
-from ..losses import smooth_targets
 from ..seeds import FSA, DeviceGenerator
-from .base import MethodInputs, TrainingMethod
+from ..losses import one_hot
+from .base import BackboneObjective, MethodInputs, TrainingMethod, backbone_of
 
 __all__ = ["FSAMethod", "FeatureMaps", "activation_maps", "fuse_features", "split_features"]
 
 # Keeps the min-max normalisation of a flat map and the Gumbel draws finite.
 EPS = 1e-12
-
-
-def one_hot(labels: torch.Tensor, num_classes: int, dtype: torch.dtype) -> torch.Tensor:
-    """``(N, K)`` one-hot rows: a scatter, as ``F.one_hot`` reads the labels' range back to the host."""
-    rows = torch.zeros(labels.shape[0], num_classes, dtype=dtype, device=labels.device)
-    return rows.scatter_(1, labels[:, None], 1)
 
 
 class FeatureMaps(nn.Module):
@@ -218,8 +211,7 @@ class FSAMethod(TrainingMethod):
         self, network: nn.Module, x: torch.Tensor, y: torch.Tensor, criterion: nn.Module, epoch: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
         features = network(x, with_heads=True)
-        wrapper = network.module if isinstance(network, DistributedDataParallel) else network
-        backbone = wrapper.backbone
+        backbone = backbone_of(network)
         num_persons = x.shape[-1]
         tail = self._on(x.device)
         real_logits = backbone.head(features, num_persons)
@@ -236,12 +228,8 @@ class FSAMethod(TrainingMethod):
         synthesised_logits = backbone.head(fused.reshape(N * A * num_persons, *fused.shape[3:]), num_persons)
 
         logits = torch.cat([real_logits, synthesised_logits])
-        smoothing = getattr(backbone, "label_smoothing", 0.0)
         truth = one_hot(y, self.num_classes, logits.dtype)
-        synthesised_truth = truth.repeat_interleave(A, dim=0)
-        targets = torch.cat([truth, synthesised_truth])
-        if smoothing:
-            targets = smooth_targets(targets, logits, smoothing)
+        targets = BackboneObjective.of(backbone).targets(torch.cat([truth, truth.repeat_interleave(A, dim=0)]), logits)
         kept = torch.cat([torch.ones_like(y, dtype=logits.dtype), valid.reshape(-1).to(logits.dtype)])
         # the criterion averages over every row; the rows not synthesised (zero targets) add nothing
         loss = criterion(logits, targets * kept[:, None]) * (len(kept) / kept.sum())

@@ -6,12 +6,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import default_collate
 
 from ..data.dataset import SkeletonSplit
 from ..data.transforms import Compose
+from ..losses import one_hot
 from ..mixing.glmc import (
     GLMCHeads,
     cumulative_weight,
@@ -137,8 +137,8 @@ class GLMCMethod(TrainingMethod):
         )
         num_classes = rebalanced.shape[1]
         own = torch.cat([mix.global_own, mix.local_own]).to(device=x.device, dtype=rebalanced.dtype)[:, None]
-        own_onehot = F.one_hot(torch.cat([y, y]), num_classes).to(rebalanced.dtype)
-        other_onehot = F.one_hot(torch.cat([resampled_y, resampled_y]), num_classes).to(rebalanced.dtype)
+        own_onehot = one_hot(torch.cat([y, y]), num_classes, rebalanced.dtype)
+        other_onehot = one_hot(torch.cat([resampled_y, resampled_y]), num_classes, rebalanced.dtype)
         targets = own * own_onehot + (1 - own) * other_onehot
         # re-weighting each one-hot part by its class weight is scaling every column by it
         weighted = targets * self.label_weights.to(device=x.device, dtype=rebalanced.dtype)
