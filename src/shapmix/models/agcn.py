@@ -30,7 +30,17 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from shapmix.models.common import ClassifierKind, PooledGCN, block_plan, build_classifier, normalise_coordinates
+from shapmix.models.common import (
+    ClassifierKind,
+    PooledGCN,
+    block_plan,
+    block_residual,
+    build_classifier,
+    init_bn,
+    init_branch_conv,
+    init_conv,
+    normalise_coordinates,
+)
 from shapmix.models.registry import register_model
 from shapmix.skeleton.graph import get_adjacency
 from shapmix.skeleton.layouts import Layout
@@ -48,26 +58,6 @@ GCN_BN_SCALE = 1e-6
 
 TEMPORAL_KERNEL = 9
 """Temporal kernel size of the block's convolution."""
-
-
-def _init_conv(conv: nn.Conv2d) -> None:
-    """Kaiming-normal weights (fan-out mode) and zero bias (the original's ``conv_init``)."""
-    nn.init.kaiming_normal_(conv.weight, mode="fan_out")
-    nn.init.zeros_(conv.bias)
-
-
-def _init_bn(bn: nn.modules.batchnorm._BatchNorm, scale: float) -> None:
-    """Constant ``scale`` for the affine weight, zero bias (the original's ``bn_init``)."""
-    nn.init.constant_(bn.weight, scale)
-    nn.init.zeros_(bn.bias)
-
-
-def _init_branch_conv(conv: nn.Conv2d, branches: int) -> None:
-    """Normal weights with variance ``2 / (C_out * C_in * k * branches)`` and zero bias, so the sum
-    of ``branches`` such convolutions has the variance of one (the original's ``conv_branch_init``)."""
-    out_channels, in_channels, kernel = conv.weight.shape[:3]
-    nn.init.normal_(conv.weight, 0.0, math.sqrt(2.0 / (out_channels * in_channels * kernel * branches)))
-    nn.init.zeros_(conv.bias)
 
 
 class unit_gcn(nn.Module):  # noqa: N801  (original name)
@@ -118,12 +108,12 @@ class unit_gcn(nn.Module):  # noqa: N801  (original name)
 
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
-                _init_conv(module)
+                init_conv(module)
             elif isinstance(module, nn.BatchNorm2d):
-                _init_bn(module, 1.0)
-        _init_bn(self.bn, GCN_BN_SCALE)
+                init_bn(module, 1.0)
+        init_bn(self.bn, GCN_BN_SCALE)
         for conv in self.conv_d:
-            _init_branch_conv(conv, self.num_subset)
+            init_branch_conv(conv, self.num_subset)
 
     @staticmethod
     def _stacked(convs: nn.ModuleList) -> tuple[Tensor, Tensor]:
@@ -159,8 +149,8 @@ class unit_tcn(nn.Module):  # noqa: N801  (original name)
             in_channels, out_channels, kernel_size=(kernel_size, 1), padding=(padding, 0), stride=(stride, 1)
         )
         self.bn = nn.BatchNorm2d(out_channels)
-        _init_conv(self.conv)
-        _init_bn(self.bn, 1.0)
+        init_conv(self.conv)
+        init_bn(self.bn, 1.0)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.bn(self.conv(x))
@@ -182,12 +172,7 @@ class TCN_GCN_unit(nn.Module):  # noqa: N801  (original name)
         self.gcn1 = unit_gcn(in_channels, out_channels, A)
         self.tcn1 = unit_tcn(out_channels, out_channels, stride=stride)
         self.relu = nn.ReLU()
-        if not residual:
-            self.residual: nn.Module | None = None
-        elif in_channels == out_channels and stride == 1:
-            self.residual = nn.Identity()
-        else:
-            self.residual = unit_tcn(in_channels, out_channels, kernel_size=1, stride=stride)
+        self.residual = block_residual(in_channels, out_channels, stride, residual, unit_tcn)
 
     def forward(self, x: Tensor) -> Tensor:
         y = self.tcn1(self.gcn1(x))
@@ -254,7 +239,7 @@ class AGCN(PooledGCN):
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.fc = build_classifier(classifier, channels, num_classes, cosine_scale)
         nn.init.normal_(self.fc.weight, 0.0, math.sqrt(2.0 / num_classes))
-        _init_bn(self.data_bn, 1.0)
+        init_bn(self.data_bn, 1.0)
 
     def embed(self, x: Tensor) -> Tensor:
         """The stem: ``data_bn`` on every coordinate, ``(N, C, T, V, M)`` -> ``(N*M, C, T, V)``."""

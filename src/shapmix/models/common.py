@@ -19,7 +19,9 @@ listed there and defines ``embed``.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -27,7 +29,18 @@ from torch import Tensor, nn
 
 from shapmix.skeleton.layouts import Layout, get_layout
 
-__all__ = ["ClassifierKind", "CosineClassifier", "PooledGCN", "block_plan", "build_classifier", "normalise_coordinates"]
+__all__ = [
+    "ClassifierKind",
+    "CosineClassifier",
+    "PooledGCN",
+    "block_plan",
+    "block_residual",
+    "build_classifier",
+    "init_branch_conv",
+    "init_bn",
+    "init_conv",
+    "normalise_coordinates",
+]
 
 ClassifierKind = Literal["linear", "cosine"]
 
@@ -53,6 +66,42 @@ def block_plan(num_blocks: int = 10, base_channels: int = 64) -> list[tuple[int,
             stride = 2 if stage > 0 and index == 0 else 1
             plan.append((base_channels * 2**stage, stride))
     return plan
+
+
+def init_conv(conv: nn.Conv2d) -> None:
+    """Kaiming-normal weights (fan-out mode) and zero bias (the originals' ``conv_init``)."""
+    nn.init.kaiming_normal_(conv.weight, mode="fan_out")
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+
+
+def init_bn(bn: nn.modules.batchnorm._BatchNorm, scale: float) -> None:
+    """Constant ``scale`` for the affine weight, zero bias (the originals' ``bn_init``)."""
+    nn.init.constant_(bn.weight, scale)
+    nn.init.zeros_(bn.bias)
+
+
+def init_branch_conv(conv: nn.Conv2d, branches: int) -> None:
+    """Normal weights with variance ``2 / (C_out * C_in * k * branches)`` and zero bias, so the sum
+    of ``branches`` such convolutions has the variance of one (the originals' ``conv_branch_init``)."""
+    out_channels, in_channels, kernel = conv.weight.shape[:3]
+    nn.init.normal_(conv.weight, 0.0, math.sqrt(2.0 / (out_channels * in_channels * kernel * branches)))
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+
+
+def block_residual(
+    in_channels: int, out_channels: int, stride: int, enabled: bool, temporal_unit: Callable[..., nn.Module]
+) -> nn.Module | None:
+    """The residual branch of a graph-convolution block: none (``enabled=False``, every
+    backbone's first block), the identity when shape and resolution are kept, else the
+    backbone's temporal convolution unit (with batch norm) as a strided 1x1 projection:
+    ``temporal_unit(in_channels, out_channels, kernel_size=1, stride=stride)``."""
+    if not enabled:
+        return None
+    if in_channels == out_channels and stride == 1:
+        return nn.Identity()
+    return temporal_unit(in_channels, out_channels, kernel_size=1, stride=stride)
 
 
 class CosineClassifier(nn.Module):

@@ -25,7 +25,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from shapmix.models.common import ClassifierKind, CosineClassifier, PooledGCN, block_plan, build_classifier, normalise_coordinates
+from shapmix.models.common import (
+    ClassifierKind,
+    CosineClassifier,
+    PooledGCN,
+    block_plan,
+    block_residual,
+    build_classifier,
+    init_bn,
+    init_conv,
+    normalise_coordinates,
+)
 from shapmix.models.loading import load_original_checkpoint  # its home before it became generic
 from shapmix.models.registry import register_model
 from shapmix.skeleton.graph import get_adjacency
@@ -48,24 +58,11 @@ __all__ = [
 # --------------------------------------------------------------------------- initialisation
 
 
-def _init_conv(conv: nn.Conv2d) -> None:
-    """Kaiming-normal weights (fan-out mode) and zero bias."""
-    nn.init.kaiming_normal_(conv.weight, mode="fan_out")
-    if conv.bias is not None:
-        nn.init.zeros_(conv.bias)
-
-
-def _init_bn(bn: nn.modules.batchnorm._BatchNorm, scale: float) -> None:
-    """Constant ``scale`` for the affine weight, zero bias."""
-    nn.init.constant_(bn.weight, scale)
-    nn.init.zeros_(bn.bias)
-
-
 def _init_temporal_module(module: nn.Module) -> None:
     """Initialisation used for the multi-scale temporal convolution: Kaiming-normal (fan-out)
     convolutions with zero bias, and batch norms with weight ~ N(1, 0.02) and zero bias."""
     if isinstance(module, nn.Conv2d):
-        _init_conv(module)
+        init_conv(module)
     elif isinstance(module, nn.BatchNorm2d):
         with torch.no_grad():
             module.weight.normal_(1.0, 0.02)
@@ -122,7 +119,7 @@ class CTRGC(nn.Module):
         self.conv3 = nn.Conv2d(in_channels, out_channels, kernel_size=1)
         self.conv4 = nn.Conv2d(self.rel_channels, out_channels, kernel_size=1)
         for conv in (self.conv1, self.conv2, self.conv3, self.conv4):
-            _init_conv(conv)
+            init_conv(conv)
 
     def refined_topology(self, x: Tensor, A: Tensor | None = None, alpha: Tensor | float = 1.0) -> Tensor:
         """Per-sample, per-channel topology of shape ``(N, C_out, V, V)`` (rows aggregate)."""
@@ -195,10 +192,10 @@ class unit_gcn(nn.Module):  # noqa: N801  (original name, kept for checkpoint/re
 
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
-                _init_conv(module)
+                init_conv(module)
             elif isinstance(module, nn.BatchNorm2d):
-                _init_bn(module, 1.0)
-        _init_bn(self.bn, 1e-6)
+                init_bn(module, 1.0)
+        init_bn(self.bn, 1e-6)
 
     @property
     def adjacency(self) -> Tensor:
@@ -337,8 +334,8 @@ class unit_tcn(nn.Module):  # noqa: N801  (original name)
             in_channels, out_channels, kernel_size=(kernel_size, 1), padding=(padding, 0), stride=(stride, 1)
         )
         self.bn = nn.BatchNorm2d(out_channels)
-        _init_conv(self.conv)
-        _init_bn(self.bn, 1.0)
+        init_conv(self.conv)
+        init_bn(self.bn, 1.0)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.bn(self.conv(x))
@@ -374,12 +371,7 @@ class TCN_GCN_unit(nn.Module):  # noqa: N801  (original name)
             out_channels, out_channels, kernel_size=kernel_size, stride=stride, dilations=dilations, residual=False
         )
         self.relu = nn.ReLU()
-        if not residual:
-            self.residual: nn.Module | None = None
-        elif in_channels == out_channels and stride == 1:
-            self.residual = nn.Identity()
-        else:
-            self.residual = unit_tcn(in_channels, out_channels, kernel_size=1, stride=stride)
+        self.residual = block_residual(in_channels, out_channels, stride, residual, unit_tcn)
 
     def forward(self, x: Tensor) -> Tensor:
         y = self.tcn1(self.gcn1(x))
@@ -456,7 +448,7 @@ class CTRGCN(PooledGCN):
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.fc = build_classifier(classifier, channels, num_classes, cosine_scale)
         nn.init.normal_(self.fc.weight, 0.0, math.sqrt(2.0 / num_classes))
-        _init_bn(self.data_bn, 1.0)
+        init_bn(self.data_bn, 1.0)
 
     def embed(self, x: Tensor) -> Tensor:
         """The stem: ``data_bn`` on every coordinate, ``(N, C, T, V, M)`` -> ``(N*M, C, T, V)``."""

@@ -42,7 +42,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from shapmix.models.common import CosineClassifier, PooledGCN, block_plan, normalise_coordinates
+from shapmix.models.common import (
+    CosineClassifier,
+    PooledGCN,
+    block_plan,
+    block_residual,
+    init_bn,
+    init_conv,
+    normalise_coordinates,
+)
 from shapmix.models.ctrgcn import unit_tcn
 from shapmix.models.registry import register_model
 from shapmix.skeleton.hierarchy import hierarchical_adjacency, hierarchy_levels, level_pairs
@@ -65,18 +73,6 @@ LEVEL_NEIGHBOURS = 3
 EDGE_NEGATIVE_SLOPE = 0.2
 # Subsets of every level pair's adjacency: identity, forward, reverse.
 NUM_SUBSETS = 3
-
-
-def _init_conv(conv: nn.Conv2d) -> None:
-    """Kaiming-normal weights (fan-out mode) and zero bias."""
-    nn.init.kaiming_normal_(conv.weight, mode="fan_out")
-    if conv.bias is not None:
-        nn.init.zeros_(conv.bias)
-
-
-def _init_bn(bn: nn.modules.batchnorm._BatchNorm, scale: float) -> None:
-    nn.init.constant_(bn.weight, scale)
-    nn.init.zeros_(bn.bias)
 
 
 # --------------------------------------------------------------------------- temporal modelling
@@ -164,7 +160,7 @@ class MultiScale_TemporalConv(nn.Module):  # noqa: N801  (original name)
         self.branches = nn.ModuleList(branches)
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
-                _init_conv(module)
+                init_conv(module)
             elif isinstance(module, nn.BatchNorm2d):
                 with torch.no_grad():
                     module.weight.normal_(1.0, 0.02)
@@ -199,9 +195,9 @@ class EdgeConv(nn.Module):
         )
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
-                _init_conv(module)
+                init_conv(module)
             elif isinstance(module, nn.BatchNorm2d):
-                _init_bn(module, 1.0)
+                init_bn(module, 1.0)
 
     @staticmethod
     def knn(x: Tensor, k: int) -> Tensor:
@@ -341,10 +337,10 @@ class HD_Gconv(nn.Module):  # noqa: N801  (original name)
         self.relu = nn.ReLU()
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
-                _init_conv(module)
+                init_conv(module)
             elif isinstance(module, nn.BatchNorm2d):
-                _init_bn(module, 1.0)
-        _init_bn(self.bn, 1e-6)
+                init_bn(module, 1.0)
+        init_bn(self.bn, 1e-6)
 
     def forward(self, x: Tensor) -> Tensor:
         A = self.PA
@@ -386,12 +382,7 @@ class TCN_GCN_unit(nn.Module):  # noqa: N801  (original name)
         self.gcn1 = HD_Gconv(in_channels, out_channels, A, layers, att=att)
         self.tcn1 = MultiScale_TemporalConv(out_channels, out_channels, kernel_size=5, stride=stride, dilations=(1, 2))
         self.relu = nn.ReLU()
-        if not residual:
-            self.residual: nn.Module | None = None
-        elif in_channels == out_channels and stride == 1:
-            self.residual = nn.Identity()
-        else:
-            self.residual = unit_tcn(in_channels, out_channels, kernel_size=1, stride=stride)
+        self.residual = block_residual(in_channels, out_channels, stride, residual, unit_tcn)
 
     def forward(self, x: Tensor) -> Tensor:
         y = self.tcn1(self.gcn1(x))
@@ -479,7 +470,7 @@ class HDGCN(PooledGCN):
             else CosineClassifier(channels, num_classes, cosine_scale)
         )
         nn.init.normal_(self.fc.weight, 0.0, math.sqrt(2.0 / num_classes))
-        _init_bn(self.data_bn, 1.0)
+        init_bn(self.data_bn, 1.0)
 
     def embed(self, x: Tensor) -> Tensor:
         """The stem: ``data_bn`` on every coordinate, ``(N, C, T, V, M)`` -> ``(N*M, C, T, V)``."""

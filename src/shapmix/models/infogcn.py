@@ -54,7 +54,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from shapmix.models.common import CosineClassifier, PooledGCN, block_plan, normalise_coordinates
+from shapmix.models.common import (
+    CosineClassifier,
+    PooledGCN,
+    block_plan,
+    init_bn,
+    init_branch_conv,
+    init_conv,
+    normalise_coordinates,
+)
 from shapmix.models.ctrgcn import unit_tcn
 from shapmix.models.ctrgcn import MultiScale_TemporalConv as CTRGCNTemporalConv
 from shapmix.models.registry import register_model
@@ -74,26 +82,6 @@ __all__ = [
 ATTENTION_REDUCTION = 8
 # Upper bound of the latent's standard deviation in train mode (the original's clamp).
 MAX_LATENT_STD = 100.0
-
-
-def _init_conv(conv: nn.Conv2d) -> None:
-    """Kaiming-normal weights (fan-out mode) and zero bias."""
-    nn.init.kaiming_normal_(conv.weight, mode="fan_out")
-    if conv.bias is not None:
-        nn.init.zeros_(conv.bias)
-
-
-def _init_bn(bn: nn.modules.batchnorm._BatchNorm, scale: float) -> None:
-    nn.init.constant_(bn.weight, scale)
-    nn.init.zeros_(bn.bias)
-
-
-def _init_branch_conv(conv: nn.Conv2d, branches: int) -> None:
-    """Normal weights with variance ``2 / (C_out * C_in * k * branches)``, zero bias."""
-    out_channels, in_channels, kernel = conv.weight.shape[:3]
-    nn.init.normal_(conv.weight, 0.0, math.sqrt(2.0 / (out_channels * in_channels * kernel * branches)))
-    if conv.bias is not None:
-        nn.init.zeros_(conv.bias)
 
 
 # --------------------------------------------------------------------------- spatial modelling
@@ -154,12 +142,12 @@ class SA_GC(nn.Module):  # noqa: N801  (original name)
         self.relu = nn.ReLU()
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
-                _init_conv(module)
+                init_conv(module)
             elif isinstance(module, nn.BatchNorm2d):
-                _init_bn(module, 1.0)
-        _init_bn(self.bn, 1e-6)
+                init_bn(module, 1.0)
+        init_bn(self.bn, 1e-6)
         for conv in self.conv_d:
-            _init_branch_conv(conv, self.num_head)
+            init_branch_conv(conv, self.num_head)
         # created after the loop above, as in the original: LayerNorm and bias keep torch defaults
         self.attn = SelfAttention(in_channels, in_channels // ATTENTION_REDUCTION, self.num_head)
 
@@ -375,7 +363,7 @@ class InfoGCN(PooledGCN):
         for layer in (self.fc, self.fc_mu, self.fc_logvar):
             nn.init.xavier_uniform_(layer.weight, gain=relu_gain)
         nn.init.normal_(self.decoder.weight, 0.0, math.sqrt(2.0 / num_classes))
-        _init_bn(self.data_bn, 1.0)
+        init_bn(self.data_bn, 1.0)
 
     # ------------------------------------------------------------------ forward
     def embed(self, x: Tensor) -> Tensor:

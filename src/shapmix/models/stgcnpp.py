@@ -35,7 +35,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from shapmix.models.common import ClassifierKind, PooledGCN, block_plan, build_classifier, normalise_coordinates
+from shapmix.models.common import (
+    ClassifierKind,
+    PooledGCN,
+    block_plan,
+    block_residual,
+    build_classifier,
+    normalise_coordinates,
+)
 from shapmix.models.registry import register_model
 from shapmix.skeleton.graph import get_adjacency, pyskl_inward_links
 from shapmix.skeleton.layouts import Layout
@@ -197,12 +204,7 @@ class STGCNBlock(nn.Module):
         self.gcn = unit_gcn(in_channels, out_channels, A)
         self.tcn = mstcn(out_channels, out_channels, stride=stride)
         self.relu = nn.ReLU()
-        if not residual:
-            self.residual: nn.Module | None = None
-        elif in_channels == out_channels and stride == 1:
-            self.residual = nn.Identity()
-        else:
-            self.residual = unit_tcn(in_channels, out_channels, kernel_size=1, stride=stride)
+        self.residual = block_residual(in_channels, out_channels, stride, residual, unit_tcn)
 
     def forward(self, x: Tensor) -> Tensor:
         y = self.tcn(self.gcn(x))
