@@ -117,12 +117,21 @@ class GLMCMethod(TrainingMethod):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``size`` samples drawn with weights ``n_c^-q`` from the CPU ``generator``, read on the
         host and augmented with ``draws`` (default: ``generator``): ``(x (size, C, T, V, M), y
-        (size,))`` on ``device``."""
+        (size,))`` on ``device``.
+
+        The indices are drawn and the samples read on the host, as a data loader does; on a GPU
+        the batch is copied from pinned memory, so the copy is queued behind the step's work
+        instead of waiting for it.
+        """
         picked = torch.multinomial(self.sample_weights, size, replacement=True, generator=generator)
         batch = default_collate([self.split[i] for i in picked.tolist()])
+        host = (batch.x, batch.length, batch.label)
+        if device.type == "cuda":
+            host = tuple(tensor.pin_memory() for tensor in host)
+        x, length, label = (tensor.to(device, non_blocking=True) for tensor in host)
         augment = generator if draws is None else draws
-        x, _ = self.pipeline(batch.x.to(device), batch.length.to(device), augment)
-        return x, batch.label.to(device)
+        x, _ = self.pipeline(x, length, augment)
+        return x, label
 
     def training_loss(
         self, network: nn.Module, x: torch.Tensor, y: torch.Tensor, criterion: nn.Module, epoch: int
