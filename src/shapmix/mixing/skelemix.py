@@ -97,6 +97,7 @@ from .stmix import (
     MixInfo,
     PartnerMode,
     _check_batch,
+    check_clip_options,
     _uniform_int,
     draw_partners,
     segment_range,
@@ -266,17 +267,11 @@ class SkeleMixCLR(BatchMixer):
         seed: int | None = None,
     ) -> None:
         super().__init__(num_classes, partner, generator, seed)
-        if segment_frames < 1:
-            raise ValueError(f"segment_frames must be positive, got {segment_frames}")
-        low, high = clip_fraction
-        if not 0.0 < low <= high <= 1.0:
-            raise ValueError(f"clip_fraction must satisfy 0 < lo <= hi <= 1, got {clip_fraction}")
-        if draw not in ("per_sample", "per_batch"):
-            raise ValueError(f"unknown draw mode {draw!r}; use 'per_sample' or 'per_batch'")
+        check_clip_options(segment_frames, clip_fraction, "clip_fraction", draw)
         self.layout = get_layout(layout)
         self.combinations = PartCombinations.from_layout(self.layout, min_parts, max_parts)
         self.segment_frames = segment_frames
-        self.clip_fraction = (float(low), float(high))
+        self.clip_fraction = (float(clip_fraction[0]), float(clip_fraction[1]))
         self.draw = draw
         # combinations are listed by size: those of size min_parts + s start at first_of_size[s]
         sizes = torch.tensor([len(combo) for combo in self.combinations.combinations])

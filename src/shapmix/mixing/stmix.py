@@ -480,6 +480,19 @@ class CutMix(_RatioMixer):
         return x_mixed, self._targets(x, y, partner, lam), info
 
 
+
+def check_clip_options(segment_frames: int, fraction: tuple[float, float], fraction_name: str, draw: str) -> None:
+    """Validate the options ST-Mix and SkeleMixCLR share: a positive segment length in frames, a
+    clip-length range ``(lo, hi)`` as fractions of the sequence with ``0 < lo <= hi <= 1``, and a
+    known draw mode."""
+    if segment_frames < 1:
+        raise ValueError(f"segment_frames must be positive, got {segment_frames}")
+    low, high = fraction
+    if not 0.0 < low <= high <= 1.0:
+        raise ValueError(f"{fraction_name} must satisfy 0 < lo <= hi <= 1, got {fraction}")
+    if draw not in ("per_sample", "per_batch"):
+        raise ValueError(f"unknown draw mode {draw!r}; use 'per_sample' or 'per_batch'")
+
 class STMix(BatchMixer):
     """ST-Mix (Shap-Mix, Section 3.2): per sample, global Mixup or body-part/temporal mixing.
 
@@ -533,13 +546,7 @@ class STMix(BatchMixer):
         super().__init__(num_classes, partner, generator, seed)
         if not 0.0 <= p_mixup <= 1.0:
             raise ValueError(f"p_mixup must be in [0, 1], got {p_mixup}")
-        if segment_frames < 1:
-            raise ValueError(f"segment_frames must be positive, got {segment_frames}")
-        low, high = window_fraction
-        if not 0.0 < low <= high <= 1.0:
-            raise ValueError(f"window_fraction must satisfy 0 < lo <= hi <= 1, got {window_fraction}")
-        if draw not in ("per_sample", "per_batch"):
-            raise ValueError(f"unknown draw mode {draw!r}; use 'per_sample' or 'per_batch'")
+        check_clip_options(segment_frames, window_fraction, "window_fraction", draw)
         if donor_resize not in RESIZE_MODES:
             raise ValueError(f"unknown donor resize {donor_resize!r}; use 'linear' or 'nearest'")
         self.layout = get_layout(layout)
@@ -548,7 +555,7 @@ class STMix(BatchMixer):
         _check_alpha(mixup_alpha)
         self.mixup_alpha = mixup_alpha
         self.segment_frames = segment_frames
-        self.window_fraction = (float(low), float(high))
+        self.window_fraction = (float(window_fraction[0]), float(window_fraction[1]))
         self.draw = draw
         self.donor_resize = donor_resize
 
