@@ -109,7 +109,9 @@ def test_cli_synth_writes_a_loadable_dataset_and_rejects_unknown_settings(tmp_pa
 METHODS = get_args(MethodConfig.model_fields["name"].annotation)
 # GLMC, PaCo, BCL and BRL train with their own losses; RIDE trains experts
 METHOD_EXTRA = {
-    "glmc": ["loss.name=ce"], "paco": ["loss.name=ce"], "bcl": ["loss.name=ce"], "brl": ["loss.name=ce"],
+    "glmc": ["loss.name=ce"], "bcl": ["loss.name=ce"], "brl": ["loss.name=ce"],
+    # a queue of 20 keys with 3 steps of 8 per epoch wraps around before and after the interruption
+    "paco": ["loss.name=ce", "method.paco_queue_size=20", "method.paco_momentum=0.9"],
     "ride": ["model.ride_experts=3"],
 }
 STATELESS_METHODS = {"none", "ride"}  # RIDE's experts and router are the model's parameters
@@ -139,6 +141,12 @@ def test_every_method_trains_and_resumes_its_state(tiny_data, tmp_path, method):
         assert "heads" in state
     elif method in ("paco", "bcl"):
         assert {"heads", "views"} <= set(state)
+        assert state["views"]["epoch"] == 1 and interrupted["method"]["views"]["epoch"] == 0
+        if method == "paco":
+            assert set(state) == {"heads", "key_encoder", "queue", "views"}
+            assert int(interrupted["method"]["queue"]["pointer"]) == 4 and int(state["queue"]["pointer"]) == 8
+            at_interruption = interrupted["method"]["key_encoder"]
+            assert any(not torch.equal(value, at_interruption[key]) for key, value in state["key_encoder"].items())
     elif method == "fsa":
         assert state["score_counts"].sum() > 0  # its confusion statistics
     elif method not in STATELESS_METHODS:
