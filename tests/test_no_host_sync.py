@@ -3,8 +3,8 @@
 Each test runs a few training steps the way ``Trainer._train_epoch`` does (train pipeline with a
 generator on the batch's device, ``method.before_step``, ``method.training_loss``, backward,
 optimiser step, the device-side loss accumulator) for CE, Balanced Softmax, the mixing methods
-and Shap-Mix with both Shapley estimators and every guidance, through the warm-up epoch into the
-guided one.  The first step of each epoch may set things up (generators made on the device, the
+and Shap-Mix with both Shapley estimators and every guidance, the other methods, and InfoGCN's
+own objective, through the warm-up epoch into the guided one.  The first step of each epoch may set things up (generators made on the device, the
 constant tables a phase needs copied there once); the steps after it are checked:
 
 * on a GPU, under ``torch.cuda.set_sync_debug_mode("error")``, which raises on every
@@ -68,7 +68,11 @@ METHODS = {
     "bcl": (dict(name="bcl"), "ce"),
     # every augmentation on, a quarter of the batch mixed, the action-aware weights in the second epoch
     "brl": (dict(name="brl", brl_mix_fraction=0.25, brl_p_reverse=0.5, brl_reweight_epoch=1), "ce"),
+    # a backbone with its own objective: the information bottleneck of hard labels and of mixed targets
+    "infogcn_ce": (dict(name="none"), "ce"),
+    "infogcn_shapmix": (dict(SHAPMIX_OPTIONS, shapley_estimator="exact"), "balanced_softmax"),
 }
+BACKBONES = {"infogcn_ce": "infogcn", "infogcn_shapmix": "infogcn"}  # the others train CTR-GCN
 
 
 # --------------------------------------------------------------------------- the CPU guard
@@ -131,7 +135,8 @@ def no_host_reads(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 class TrainingSteps:
-    """A tiny CTR-GCN, a method and its loss, trained step by step as the trainer does."""
+    """A tiny backbone (CTR-GCN unless :data:`BACKBONES` says otherwise), a method and its loss,
+    trained step by step as the trainer does."""
 
     def __init__(self, method_name: str, device: torch.device, seed: int = 0) -> None:
         options, loss_name = METHODS[method_name]
@@ -142,7 +147,8 @@ class TrainingSteps:
         self.x = torch.randn(BATCH, 3, RAW_FRAMES, LAYOUT.num_joints, PERSONS, generator=generator).to(device)
         self.lengths = torch.randint(WINDOW, RAW_FRAMES + 1, (BATCH,), generator=generator).to(device)
         self.y = torch.randint(num_classes, (BATCH,), generator=generator).to(device)
-        self.model = build_model("ctrgcn", num_classes, LAYOUT, PERSONS, base_channels=8, num_blocks=3).to(device)
+        backbone = BACKBONES.get(method_name, "ctrgcn")
+        self.model = build_model(backbone, num_classes, LAYOUT, PERSONS, base_channels=8, num_blocks=3).to(device)
         self.pipeline = build_pipeline(LAYOUT, train=True, window=WINDOW, min_crop_frames=WINDOW)
         self.augment = torch.Generator(device=device).manual_seed(seed)
         baseline = mean_sequence(build_pipeline(LAYOUT, train=False, window=WINDOW)(self.x, self.lengths)[0])

@@ -246,9 +246,11 @@ def class_prior_mmd(latent: Tensor, targets: Tensor, priors: Tensor) -> Tensor:
     weights = targets.to(latent.dtype)
     residual = latent - weights @ priors.to(latent.dtype)  # (B, D)
     mass = weights.sum(dim=0)  # (K,)
-    present = mass > 0
-    class_residual = (weights.T @ residual)[present] / mass[present, None]  # (K_present, D)
-    return class_residual.pow(2).mean()
+    present = (mass > 0).to(latent.dtype)
+    # absent classes have a zero sum and are left out of the mean by weight, not by a boolean
+    # mask, whose data-dependent size would make a GPU wait for the host
+    class_residual = (weights.T @ residual) / mass.clamp_min(torch.finfo(latent.dtype).tiny)[:, None]  # (K, D)
+    return (class_residual.pow(2).mean(dim=1) * present).sum() / present.sum()
 
 
 # --------------------------------------------------------------------------- the network
@@ -414,8 +416,8 @@ class InfoGCN(PooledGCN):
         Returns:
             a scalar tensor; no gradient reaches ``z_prior`` (a fixed buffer, as in the original).
         """
-        if targets.dim() == 1:
-            targets = F.one_hot(targets, self.num_classes)
+        if targets.dim() == 1:  # a scatter: F.one_hot reads the labels back to the host to check them
+            targets = latent.new_zeros(len(targets), self.num_classes).scatter_(1, targets[:, None], 1.0)
         mmd = class_prior_mmd(latent, targets, self.z_prior)
         return self.mmd_weight * mmd + self.latent_mean_weight * latent.mean(dim=0).norm()
 
