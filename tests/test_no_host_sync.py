@@ -4,8 +4,9 @@ Each test runs a few training steps the way ``Trainer._train_epoch`` does (train
 generator on the batch's device, ``method.before_step``, ``method.training_loss``, backward,
 optimiser step, the device-side loss accumulator) for CE, Balanced Softmax, the mixing methods
 and Shap-Mix with both Shapley estimators and every guidance, the other methods, and InfoGCN's
-own objective, through the warm-up epoch into the guided one.  The first step of each epoch may set things up (generators made on the device, the
-constant tables a phase needs copied there once); the steps after it are checked:
+own objective, through the warm-up epoch into the guided one.  The first step of each epoch may
+set things up (generators made on the device, the constant tables a phase needs copied there
+once); the steps after it are checked:
 
 * on a GPU, under ``torch.cuda.set_sync_debug_mode("error")``, which raises on every
   synchronising CUDA call (device-to-host reads, and blocking host-to-device copies);
