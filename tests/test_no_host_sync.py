@@ -69,11 +69,15 @@ METHODS = {
     "bcl": (dict(name="bcl"), "ce"),
     # every augmentation on, a quarter of the batch mixed, the action-aware weights in the second epoch
     "brl": (dict(name="brl", brl_mix_fraction=0.25, brl_p_reverse=0.5, brl_reweight_epoch=1), "ce"),
-    # a backbone with its own objective: the information bottleneck of hard labels and of mixed targets
+    # the other backbones; InfoGCN's own objective with hard labels and with mixed targets
+    "stgcnpp_stmix": (dict(name="stmix"), "balanced_softmax"),
+    "agcn_stmix": (dict(name="stmix"), "balanced_softmax"),
+    "hdgcn_stmix": (dict(name="stmix"), "balanced_softmax"),
     "infogcn_ce": (dict(name="none"), "ce"),
     "infogcn_shapmix": (dict(SHAPMIX_OPTIONS, shapley_estimator="exact"), "balanced_softmax"),
 }
-BACKBONES = {"infogcn_ce": "infogcn", "infogcn_shapmix": "infogcn"}  # the others train CTR-GCN
+BACKBONES = {name: name.split("_")[0] for name in METHODS if name.startswith(("stgcnpp", "agcn", "hdgcn", "infogcn"))}
+"""The backbone of each case; the others train CTR-GCN."""
 
 
 # --------------------------------------------------------------------------- the CPU guard
