@@ -49,7 +49,15 @@ from ..mixing.stmix import BatchMixer
 from ..seeds import MIXER
 from ..skeleton.layouts import Layout
 
-__all__ = ["BackboneObjective", "MethodBuilder", "MethodInputs", "MixingMethod", "TrainingMethod", "TrainingNetwork", "backbone_of"]
+__all__ = [
+    "BackboneObjective",
+    "MethodBuilder",
+    "MethodInputs",
+    "MixingMethod",
+    "TrainingMethod",
+    "TrainingNetwork",
+    "backbone_of",
+]
 
 
 class TrainingNetwork(nn.Module):
