@@ -7,7 +7,7 @@ finished, with a Student-t 95% interval (``mean +- t(0.975, n - 1) * sd / sqrt(n
 interval that excludes 0 is a difference the seeds support; one that contains 0 is not.
 
     python benchmarks/paired_differences.py runs/tau-utd --against stmix,bs
-    python benchmarks/paired_differences.py runs/tau-synth --against stmix,bs --metrics overall,few
+    python benchmarks/paired_differences.py runs/tau-synth --against stmix,bs --metrics overall,few --per-seed
 
 Reads the grid's ``results.csv`` (``shapmix bench --collect DIR`` rewrites it from the finished
 runs) and prints a Markdown table per reference row.  Needs SciPy for the t quantile
@@ -69,17 +69,39 @@ def table(results: dict[str, dict[int, dict[str, float]]], reference: str, metri
     return "\n".join(lines)
 
 
+def per_seed_table(results: dict[str, dict[int, dict[str, float]]], metrics: list[str]) -> str:
+    """Every row's values per seed, ``metric1 / metric2 / ...`` in a cell, ``-`` where a seed
+    has not finished."""
+    seeds = sorted({seed for by_seed in results.values() for seed in by_seed})
+    lines = [
+        "| row | " + " | ".join(f"seed {seed}" for seed in seeds) + " |",
+        "|" + "---|" * (len(seeds) + 1),
+    ]
+    for row, by_seed in results.items():
+        cells = [
+            " / ".join(f"{by_seed[seed][metric]:.1f}" if metric in by_seed[seed] else "-" for metric in metrics)
+            if seed in by_seed
+            else "-"
+            for seed in seeds
+        ]
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("bench_dir", type=Path, help="a shapmix bench output directory")
     parser.add_argument("--against", default="stmix,bs", help="comma-separated reference rows")
     parser.add_argument("--metrics", default="overall,few", help=f"comma-separated, from {', '.join(METRICS)}")
+    parser.add_argument("--per-seed", action="store_true", help="first print every row's values per seed")
     args = parser.parse_args()
     metrics = [metric.strip() for metric in args.metrics.split(",") if metric.strip()]
     unknown = sorted(set(metrics) - set(METRICS))
     if unknown:
         raise SystemExit(f"unknown metric(s) {unknown}; choose from {', '.join(METRICS)}")
     results = read_results(args.bench_dir)
+    if args.per_seed:
+        print(f"Test accuracy per seed (%, {' / '.join(metrics)}):\n\n{per_seed_table(results, metrics)}")
     for reference in (name.strip() for name in args.against.split(",") if name.strip()):
         print(f"\nPaired differences against {reference} (mean [{CONFIDENCE:.0%} interval], points):\n")
         print(table(results, reference, metrics))

@@ -46,3 +46,7 @@ def test_differences_are_paired_by_seed_with_a_t_interval(tmp_path):
     assert few_seeds == 0 and math.isnan(few_mean) and math.isnan(few_width)
     table = script.table(results, "a", ["overall"])
     assert "| b | 3 | +2.0 [-0.5, +4.5] |" in table
+    per_seed = script.per_seed_table(results, ["overall", "few"]).splitlines()
+    assert per_seed[0] == "| row | seed 0 | seed 1 | seed 2 | seed 3 |"
+    assert per_seed[2] == "| a | 50.0 / 20.0 | 60.0 / 20.0 | 70.0 / 20.0 | 80.0 / 20.0 |"
+    assert per_seed[3] == "| b | 51.0 / - | 62.0 / - | 73.0 / - | - |"  # no Few value; seed 3 not run
