@@ -113,7 +113,7 @@ AUTHORS_OPTIONS = ["method.tau=0.02", "method.draw=per_batch", "method.donor_res
 @pytest.mark.slow
 @pytest.mark.parametrize("options", [[], AUTHORS_OPTIONS], ids=["default", "authors"])
 def test_interrupted_and_resumed_shapmix_run_keeps_weights_and_table(tiny_data, tmp_path, options):
-    config = tiny_config(tiny_data, epochs=3, extra=SHAPMIX_EXTRA + options)
+    config = tiny_config(tiny_data, epochs=2, extra=SHAPMIX_EXTRA + options)  # warm-up, then guided
     full = tmp_path / "full"
     train(config, full)
 
