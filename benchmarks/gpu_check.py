@@ -13,7 +13,7 @@ Phases, each a subprocess with its own time budget (a phase that fails, crashes 
 time is reported in the JSON with its error, and the others still run):
 
 ``tests``
-    ``python -m pytest --device DEVICE -m cuda tests`` (tests/conftest.py: the device tests of
+    ``python -m pytest -n 0 --device DEVICE -m cuda tests`` in one process (tests/conftest.py: the device tests of
     resume, mixing, Shapley estimation and DDP on the device, and the CUDA-only tests), then
     ``tests/test_no_host_sync.py`` (training steps under ``torch.cuda.set_sync_debug_mode("error")``).
 ``step_time_exact``, ``step_time_sampled``
@@ -254,7 +254,7 @@ def run_tests(args: argparse.Namespace, budget_s: float) -> dict:
         for name, arguments in plan:
             report = Path(scratch) / f"{name}.xml"
             command = [
-                sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--device", args.device,
+                sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "--device", args.device,
                 f"--junitxml={report}", *arguments,
             ]
             log(f"tests: {' '.join(command[1:])}")

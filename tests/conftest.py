@@ -14,6 +14,9 @@ Devices (the GPU check of issue 13, ``benchmarks/gpu_check.py``):
 So ``python -m pytest --device cuda -m cuda`` runs every device test on the GPU and every
 CUDA-only test; a plain ``python -m pytest`` runs the device tests on the CPU.
 
+Under pytest-xdist (``-n auto`` in pyproject.toml) each worker gets an equal share of the CPU
+cores as torch threads, so that workers do not oversubscribe the machine.
+
 With ``--device cuda`` the session sets ``CUBLAS_WORKSPACE_CONFIG`` (before cuBLAS starts) so
 that tests may switch on ``torch.use_deterministic_algorithms`` for bit-exact comparisons.
 """
@@ -56,6 +59,9 @@ def pytest_configure(config: pytest.Config) -> None:
                 f"{torch.cuda.device_count()} GPU(s) visible); run with {DEVICE_OPTION} cpu"
             )
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_DETERMINISTIC_WORKSPACE)
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers is not None:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(workers)))
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m selects on the markers added here
