@@ -13,8 +13,9 @@ Phases, each a subprocess with its own time budget (a phase that fails, crashes 
 time is reported in the JSON with its error, and the others still run):
 
 ``tests``
-    ``python -m pytest -n 0 --device DEVICE -m cuda tests`` in one process (tests/conftest.py: the device tests of
-    resume, mixing, Shapley estimation and DDP on the device, and the CUDA-only tests), then
+    ``python -m pytest -n 0 --device DEVICE -m cuda tests``, in one process (tests/conftest.py:
+    the device tests of resume, mixing, Shapley estimation and DDP on the device, and the
+    CUDA-only tests), then
     ``tests/test_no_host_sync.py`` (training steps under ``torch.cuda.set_sync_debug_mode("error")``).
 ``step_time_exact``, ``step_time_sampled``
     ``benchmarks/step_time.py --json`` at batch 64, 64 frames, full-width CTR-GCN (64 channels,

@@ -58,13 +58,9 @@ class ShapMix(STMix):
         class_counts: ``(K,)`` training samples per class (sequence, array or tensor); fixes ``K``.
         table: the saliency table (required for ``guidance="shapley"``), ``K x S``.
         tau: temperature of ``P_c = softmax(scores[c] / tau)``, in the units of the scores
-            (per-joint Shapley values for a table).  The default,
-            :data:`~shapmix.mixing.saliency.DEFAULT_TAU` = 0.05, is 2.5 times the authors'
-            effective temperature (:data:`~shapmix.mixing.saliency.AUTHORS_TAU`, 0.02), a
-            softer policy: per-joint values are at most 1/8, so two combinations' probabilities
-            differ by at most ``e**2.5`` = 12x (at 0.02: 518x).  It was chosen on long-tailed
-            UTD-MHAD and the built-in benchmark against 0.02 and 0.2 (docs/benchmarks.md,
-            "Policy temperature").
+            (per-joint Shapley values for a table).  The default, 0.05
+            (:data:`~shapmix.mixing.saliency.DEFAULT_TAU`: how it was chosen and how sharp it
+            is), is 2.5 times the authors' :data:`~shapmix.mixing.saliency.AUTHORS_TAU`.
         guidance: ``"shapley"``, ``"random"`` or a :data:`ClassScores` callable.
         p_mixup, mixup_alpha, min_parts, max_parts, segment_frames, window_fraction, draw,
         donor_resize, partner, generator, seed: see :class:`~shapmix.mixing.stmix.STMix`.  With
