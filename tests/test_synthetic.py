@@ -362,3 +362,51 @@ def test_cache_key_covers_the_settings_and_the_generator_version(monkeypatch):
     assert builders.synthetic_dataset_path(DataConfig(synthetic=SynthConfig(seed=1))) != path
     monkeypatch.setattr(builders, "GENERATOR_VERSION", builders.GENERATOR_VERSION + 1)
     assert builders.synthetic_dataset_path(config) != path
+
+
+def test_a_run_that_loses_the_race_to_generate_the_cache_reads_the_winners_dataset(monkeypatch, tmp_path):
+    """Two processes starting on the same uncached dataset: the one that finishes second must
+    neither fail nor overwrite (and so corrupt, under the other's memory map) the first one's."""
+    from shapmix.config import DataConfig
+    from shapmix.distributed import DistributedContext
+    from shapmix.engine import builders
+
+    monkeypatch.setenv(builders.CACHE_ENV, str(tmp_path))
+    config = DataConfig(synthetic=SynthConfig(**SMALL))
+    path = builders.synthetic_dataset_path(config)
+    real_generate = builders.generate_synthetic
+
+    winners_file = {}
+
+    def generate_while_a_competitor_finishes_first(synth, out_dir):
+        winner = real_generate(synth, path.parent / "winner")
+        (path.parent / "winner").rename(path)
+        stat = (path / "data.npy").stat()
+        winners_file.update(inode=stat.st_ino, mtime=stat.st_mtime_ns)
+        return real_generate(synth, out_dir)
+
+    monkeypatch.setattr(builders, "generate_synthetic", generate_while_a_competitor_finishes_first)
+    dataset = builders._resolve_dataset(config, DistributedContext())
+    stat = (path / "data.npy").stat()
+    assert (stat.st_ino, stat.st_mtime_ns) == (winners_file["inode"], winners_file["mtime"])
+    assert dataset.data.shape[0] == len(dataset.labels) > 0
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no staging left behind
+    # A later run finds the cache and generates nothing.
+    monkeypatch.setattr(builders, "generate_synthetic", lambda *a: pytest.fail("regenerated"))
+    builders._resolve_dataset(config, DistributedContext())
+    assert (path / "data.npy").stat().st_mtime_ns == winners_file["mtime"]
+
+
+def test_a_half_written_cache_of_an_older_version_is_replaced(monkeypatch, tmp_path):
+    from shapmix.config import DataConfig
+    from shapmix.distributed import DistributedContext
+    from shapmix.engine import builders
+
+    monkeypatch.setenv(builders.CACHE_ENV, str(tmp_path / "cache"))
+    config = DataConfig(synthetic=SynthConfig(**SMALL))
+    path = builders.synthetic_dataset_path(config)
+    path.mkdir(parents=True)
+    (path / "data.npy").write_bytes(b"truncated")  # no meta.json: an interrupted generation
+    dataset = builders._resolve_dataset(config, DistributedContext())
+    assert (path / "meta.json").exists()
+    assert np.array_equal(dataset.data, generate_synthetic(SynthConfig(**SMALL), tmp_path / "fresh").data)

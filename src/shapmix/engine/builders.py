@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from contextlib import AbstractContextManager
@@ -87,9 +89,32 @@ def _resolve_dataset(config: DataConfig, context: DistributedContext) -> Skeleto
         return load_dataset(config.path)
     path = synthetic_dataset_path(config)
     if context.is_main and not (path / "meta.json").exists():
-        generate_synthetic(config.synthetic, path)
+        _generate_into_cache(config, path)
     context.barrier()
     return load_dataset(path)
+
+
+def _generate_into_cache(config: DataConfig, path: Path) -> None:
+    """Generate the synthetic dataset in a private staging directory and rename it to
+    ``path`` in one step.  Independent runs (a bench split over several processes, jobs of a
+    cluster sharing a home directory) may start on the same uncached dataset at once: writing
+    ``path`` in place would let one of them memory-map a file the other is still creating
+    (a bus error), so every process generates on its own and the first rename wins."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        generate_synthetic(config.synthetic, staging)
+        if path.exists() and not (path / "meta.json").exists():
+            # Left half-written by a version of shapmix that generated in place.
+            shutil.rmtree(path, ignore_errors=True)
+        try:
+            staging.rename(path)
+        except OSError:
+            if not (path / "meta.json").exists():
+                raise
+            # Another process finished the same dataset first; its copy is identical.
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def open_split(dataset: SkeletonData, spec: str) -> SkeletonSplit:
