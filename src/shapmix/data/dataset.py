@@ -51,6 +51,18 @@ class SkeletonSplit(Dataset):
         sample = torch.from_numpy(np.array(self.data.data[row], dtype=np.float32))
         return SkeletonItem(sample, int(self.data.labels[row]), int(self.data.lengths[row]), row)
 
+    def batch(self, items: np.ndarray | torch.Tensor) -> SkeletonItem:
+        """The samples at positions ``items`` (``(B,)`` ints, repeats allowed) read in one
+        gather, as :func:`~torch.utils.data.default_collate` of their items would give them:
+        ``x (B, C, T, V, M)`` float32, ``label``, ``length`` and ``index`` ``(B,)`` int64."""
+        rows = self.indices[np.asarray(items, dtype=np.int64)]
+        return SkeletonItem(
+            torch.from_numpy(np.asarray(self.data.data[rows], dtype=np.float32)),
+            torch.from_numpy(self.data.labels[rows].astype(np.int64)),
+            torch.from_numpy(self.data.lengths[rows].astype(np.int64)),
+            torch.from_numpy(rows),
+        )
+
     def class_counts(self) -> np.ndarray:
         """``(num_classes,)`` samples per class in this split."""
         return np.bincount(self.labels, minlength=self.data.num_classes)

@@ -7,7 +7,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import default_collate
 
 from ..data.dataset import SkeletonSplit
 from ..data.transforms import Compose
@@ -119,12 +118,12 @@ class GLMCMethod(TrainingMethod):
         host and augmented with ``draws`` (default: ``generator``): ``(x (size, C, T, V, M), y
         (size,))`` on ``device``.
 
-        The indices are drawn and the samples read on the host, as a data loader does; on a GPU
-        the batch is copied from pinned memory, so the copy is queued behind the step's work
-        instead of waiting for it.
+        The indices are drawn and the samples read (one gather) on the host, as a data loader
+        does; on a GPU the batch is copied from pinned memory, so the copy is queued behind the
+        step's work instead of waiting for it.
         """
         picked = torch.multinomial(self.sample_weights, size, replacement=True, generator=generator)
-        batch = default_collate([self.split[i] for i in picked.tolist()])
+        batch = self.split.batch(picked.numpy())
         host = (batch.x, batch.length, batch.label)
         if device.type == "cuda":
             host = tuple(tensor.pin_memory() for tensor in host)
