@@ -288,7 +288,12 @@ def test_cpu_streams_are_those_of_the_cpu_generators_before_the_move():
     assert info.window_start.tolist() == [6, 3, 0, 0, 1, 4, 1, 0] and _digest(x_mixed) == "2a5c2528facb46f6"
     pipeline = build_pipeline(LAYOUT, train=True, window=16, min_crop_frames=8)
     lengths = torch.tensor([32, 20, 17, 30, 25, 32, 9, 31])
-    assert _digest(pipeline(x, lengths, torch.Generator().manual_seed(7))[0]) == "59d85c2d401f6f74"
+    draws = torch.Generator().manual_seed(7)
+    augmented = pipeline(x, lengths, draws)[0].double()
+    # The draws pin the stream bit for bit; the output is compared to a tolerance, as its last
+    # bits depend on the processor's kernels (rotations are matrix products).
+    assert _digest(draws.get_state()) == "e08106ea629b562f"
+    assert (float(augmented.abs().sum()), float(augmented.sum())) == pytest.approx((18743.7446, 1175.2203), abs=1e-2)
 
     generator = torch.Generator().manual_seed(8)
     labels = torch.tensor([0, 0, 0, 1, 1, 2, 3, 3, 4, 0, 0, 1])
