@@ -36,7 +36,6 @@ def test_round_trip_pads_with_zeros_and_memory_maps(tmp_path):
     assert ds.class_counts("train").tolist() == [1, 1, 1]
 
 
-
 def test_a_split_batch_is_the_collated_items_read_in_one_gather(tmp_path):
     import torch
     from torch.utils.data import default_collate
@@ -55,6 +54,7 @@ def test_a_split_batch_is_the_collated_items_read_in_one_gather(tmp_path):
         assert value.dtype == reference.dtype and torch.equal(value, reference), field
     assert batch.index.tolist() == [1, 5, 1, 4]  # rows of the dataset, not positions in the split
     assert torch.equal(split.batch(torch.tensor(items)).x, batch.x)
+
 
 def test_writer_refuses_incomplete_datasets_and_bad_samples(tmp_path):
     writer = DatasetWriter(tmp_path / "d", 2, (3, 5, 25, 1), "ntu25", ["a"])

@@ -375,11 +375,10 @@ def test_a_run_that_loses_the_race_to_generate_the_cache_reads_the_winners_datas
     config = DataConfig(synthetic=SynthConfig(**SMALL))
     path = builders.synthetic_dataset_path(config)
     real_generate = builders.generate_synthetic
-
     winners_file = {}
 
     def generate_while_a_competitor_finishes_first(synth, out_dir):
-        winner = real_generate(synth, path.parent / "winner")
+        real_generate(synth, path.parent / "winner")
         (path.parent / "winner").rename(path)
         stat = (path / "data.npy").stat()
         winners_file.update(inode=stat.st_ino, mtime=stat.st_mtime_ns)

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler, Sequential
 
 from ..config import Config, DataConfig, ModelConfig, apply_overrides, build_config
 from ..data.dataset import SkeletonSplit
-from ..data.format import SkeletonData, load_dataset, read_name_list
+from ..data.format import META_FILE, SkeletonData, load_dataset, read_name_list
 from ..data.synthetic import GENERATOR_VERSION, generate_synthetic
 from ..data.transforms import Compose, build_pipeline
 from ..mixing.shapley import mean_sequence
@@ -88,7 +88,7 @@ def _resolve_dataset(config: DataConfig, context: DistributedContext) -> Skeleto
     if config.path is not None:
         return load_dataset(config.path)
     path = synthetic_dataset_path(config)
-    if context.is_main and not (path / "meta.json").exists():
+    if context.is_main and not (path / META_FILE).exists():
         _generate_into_cache(config, path)
     context.barrier()
     return load_dataset(path)
@@ -104,13 +104,13 @@ def _generate_into_cache(config: DataConfig, path: Path) -> None:
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         generate_synthetic(config.synthetic, staging)
-        if path.exists() and not (path / "meta.json").exists():
+        if path.exists() and not (path / META_FILE).exists():
             # Left half-written by a version of shapmix that generated in place.
             shutil.rmtree(path, ignore_errors=True)
         try:
             staging.rename(path)
         except OSError:
-            if not (path / "meta.json").exists():
+            if not (path / META_FILE).exists():
                 raise
             # Another process finished the same dataset first; its copy is identical.
     finally:
