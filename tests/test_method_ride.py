@@ -124,6 +124,29 @@ def test_configs_that_cannot_be_ride_are_clear_errors():
         tiny_ride(num_blocks=2)
 
 
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["method.name=glmc", "loss.name=ce"],
+        ["method.name=bcl", "loss.name=ce"],
+        ["method.name=paco", "loss.name=ce"],
+        ["method.name=frhead", "loss.name=ce"],
+        ["method.name=fsa", "loss.name=ce"],
+        ["method.guidance=gradcam", "method.name=shapmix"],
+        ["finetune.kind=crt", "finetune.checkpoint=x.pt", "loss.name=ce", "method.name=none"],
+    ],
+    ids=lambda overrides: overrides[0].split("=")[1],
+)
+def test_methods_that_need_one_classifier_refuse_ride_experts_before_training(overrides):
+    # each of these reads one backbone's features or classifier and failed inside the trainer
+    # with a bare TypeError on RIDE's experts; the mixers and losses combine with them
+    with pytest.raises(ConfigError, match=rf"{overrides[0]} works on one backbone's features .* set model.ride_experts=1"):
+        load_config(None, [*overrides, "model.ride_experts=3"])
+    load_config(None, overrides)  # fine on one backbone
+    for combinable in (["method.name=shapmix"], ["method.name=skelemix"], ["method.name=brl", "loss.name=ce"]):
+        load_config(None, [*combinable, "model.ride_experts=3"])
+
+
 # --------------------------------------------------------------------------- the losses
 
 

@@ -220,6 +220,8 @@ class ScheduleConfig(Section):
 LossName = Literal["ce", "balanced_softmax", "focal", "class_balanced", "ldam", "influence_balanced"]
 # Losses that deferred re-weighting may wrap; the others already re-balance from the start.
 DRW_BASE_LOSSES = ("ce", "focal", "ldam")
+# Methods that read one backbone's features, pooling and classifier (RIDE's experts have several).
+METHODS_NEEDING_ONE_CLASSIFIER = ("glmc", "bcl", "paco", "frhead", "fsa")
 
 
 class LossConfig(Section):
@@ -797,6 +799,23 @@ class Config(Section):
                 "method.name=ride trains RIDE's experts: set model.ride_experts to 2 or more "
                 f"(Wang et al. 2021: 3), not {self.model.ride_experts}"
             )
+        if self.model.ride_experts >= 2:
+            needs_one_classifier = [
+                f"{key}={value}"
+                for key, value, conflicts in (
+                    ("method.name", self.method.name, self.method.name in METHODS_NEEDING_ONE_CLASSIFIER),
+                    ("method.guidance", self.method.guidance,
+                     self.method.name == "shapmix" and self.method.guidance == "gradcam"),
+                    ("finetune.kind", self.finetune.kind, self.finetune.kind in ("crt", "maxnorm", "classifier")),
+                )
+                if conflicts
+            ]
+            if needs_one_classifier:
+                raise ValueError(
+                    f"{', '.join(needs_one_classifier)} works on one backbone's features and classifier; "
+                    f"model.ride_experts={self.model.ride_experts} builds RIDE's experts, which have several: "
+                    "set model.ride_experts=1, or use RIDE with a method that mixes inputs or changes the loss"
+                )
         if self.finetune.kind == "ride_router" and self.method.name != "ride":
             raise ValueError(
                 f"finetune.kind=ride_router trains RIDE's router with its own loss: set method.name=ride, "
