@@ -128,6 +128,6 @@ def test_interrupted_and_resumed_shapmix_run_keeps_weights_and_table(tiny_data, 
     assert torch.equal(expected["counts"], resumed["counts"])
     assert torch.equal(expected["baseline"], resumed["baseline"])
     # the table kept learning after the interruption (so the comparison can fail); its values
-    # may not move: on some processors the default run's estimates after the interruption are
-    # exactly those already in the table
+    # may not move: the default estimator clips marginal contributions at 0, and the tiny model's
+    # late estimates can all be exactly 0 on cells that already hold 0 (seen on some processors)
     assert (resumed["counts"] > interrupted["counts"]).any()
