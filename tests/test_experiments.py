@@ -123,6 +123,25 @@ def test_bench_experiment_runs_columns_ensembles_resumes_and_collects(tiny_data,
     assert (out / "full" / "results.csv").read_text() == before
 
 
+def test_two_invocations_with_disjoint_rows_share_one_table(tiny_data, tmp_path):
+    # two bench processes (one per core) training disjoint rows into one directory: each leaves
+    # the whole table, and --collect rebuilds it with both (it kept only the last one's rows)
+    path = write_experiment(tmp_path / "e.yaml", {"title": "t", "num_classes": 4, "methods": ["ce", "bs"]})
+    out = tmp_path / "bench"
+    common = [*tiny_overrides(tiny_data, epochs=1), "log.plots=false", "train.threads=1"]
+    for row in ("ce", "bs"):
+        assert main(["bench", "--experiment", str(path), "--out", str(out), "--methods", row, *common]) == 0
+
+    def table_rows() -> list[str]:
+        with open(out / "results.csv", newline="") as handle:
+            return [row["method"] for row in csv.DictReader(handle)]
+
+    assert table_rows() == ["ce", "bs"]
+    (out / "results.csv").unlink()
+    assert main(["bench", "--collect", str(out)]) == 0
+    assert table_rows() == ["ce", "bs"]
+
+
 def test_bench_refuses_config_with_experiment_and_the_wrong_dataset(tiny_data, tmp_path, capsys):
     path = write_experiment(tmp_path / "e.yaml", {"title": "t", "num_classes": 60, "methods": ["ce"]})
     assert main(["bench", "--experiment", str(path), "--config", "ntu-lt", "--out", str(tmp_path / "o")]) == 2

@@ -416,22 +416,22 @@ def write_experiment_results(bench_dir: str | Path, experiment: Experiment, only
     return [result for table in per_column.values() for result in table]
 
 
-def _save_experiment(bench_dir: Path, experiment: Experiment, only: Sequence[str] | str | None) -> None:
+def _save_experiment(bench_dir: Path, experiment: Experiment) -> None:
     saved = {
         "name": experiment.name,
         "source": str(experiment.path),
-        "rows": [row.name for row in experiment.select(only)],
         EXPERIMENT_KEY: experiment.spec.model_dump(mode="json"),
     }
     (bench_dir / SAVED_EXPERIMENT).write_text(yaml.safe_dump(saved, sort_keys=False), encoding="utf-8")
 
 
 def collect_experiment(bench_dir: str | Path) -> list[ResultRow]:
-    """Rebuild the tables of a bench directory written by :func:`run_experiment`."""
+    """Rebuild the tables of a bench directory written by :func:`run_experiment`: every row with
+    finished runs, whichever invocation (``only``) trained them."""
     bench_dir = Path(bench_dir)
     saved = yaml.safe_load((bench_dir / SAVED_EXPERIMENT).read_text(encoding="utf-8"))
     experiment = experiment_from_dict(saved[EXPERIMENT_KEY], saved["name"], Path(saved["source"]))
-    return write_experiment_results(bench_dir, experiment, saved["rows"])
+    return write_experiment_results(bench_dir, experiment)
 
 
 def run_experiment(
@@ -455,7 +455,9 @@ def run_experiment(
     check_datasets(jobs, experiment)
 
     def write_tables_of_finished_runs() -> list[ResultRow]:
-        return write_experiment_results(out_dir, experiment, only)
+        # every row's finished runs, not only this invocation's: processes training disjoint
+        # rows into one directory each leave the whole table
+        return write_experiment_results(out_dir, experiment)
 
     return execute_jobs(
         jobs,
@@ -464,7 +466,7 @@ def run_experiment(
         write_tables_of_finished_runs,
         callbacks,
         echo,
-        before=lambda: _save_experiment(out_dir, experiment, only),
+        before=lambda: _save_experiment(out_dir, experiment),
     )
 
 
