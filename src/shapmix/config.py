@@ -222,6 +222,7 @@ LossName = Literal["ce", "balanced_softmax", "focal", "class_balanced", "ldam", 
 DRW_BASE_LOSSES = ("ce", "focal", "ldam")
 # Methods that read one backbone's features, pooling and classifier (RIDE's experts have several).
 METHODS_NEEDING_ONE_CLASSIFIER = ("glmc", "bcl", "paco", "frhead", "fsa")
+STAGES_NEEDING_ONE_CLASSIFIER = ("crt", "maxnorm", "classifier")
 
 
 class LossConfig(Section):
@@ -806,7 +807,7 @@ class Config(Section):
                     ("method.name", self.method.name, self.method.name in METHODS_NEEDING_ONE_CLASSIFIER),
                     ("method.guidance", self.method.guidance,
                      self.method.name == "shapmix" and self.method.guidance == "gradcam"),
-                    ("finetune.kind", self.finetune.kind, self.finetune.kind in ("crt", "maxnorm", "classifier")),
+                    ("finetune.kind", self.finetune.kind, self.finetune.kind in STAGES_NEEDING_ONE_CLASSIFIER),
                 )
                 if conflicts
             ]

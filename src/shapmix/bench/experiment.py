@@ -386,10 +386,11 @@ def _format_columns(per_column: dict[str, list[ResultRow]], order: Sequence[str]
     return "\n".join(lines) + "\n"
 
 
-def write_experiment_results(bench_dir: str | Path, experiment: Experiment, only: Sequence[str] | str | None = None) -> list[ResultRow]:
-    """The tables of an experiment's finished runs (per column, and a row x column summary)."""
+def write_experiment_results(bench_dir: str | Path, experiment: Experiment) -> list[ResultRow]:
+    """The tables of an experiment's finished runs, every row that has some (per column, and a
+    row x column summary), whichever invocation trained them."""
     bench_dir = Path(bench_dir)
-    rows = experiment.select(only)
+    rows = experiment.rows
     if not experiment.spec.columns:
         table = _grid_results(bench_dir, experiment, rows)
         if not table:
@@ -426,8 +427,7 @@ def _save_experiment(bench_dir: Path, experiment: Experiment) -> None:
 
 
 def collect_experiment(bench_dir: str | Path) -> list[ResultRow]:
-    """Rebuild the tables of a bench directory written by :func:`run_experiment`: every row with
-    finished runs, whichever invocation (``only``) trained them."""
+    """Rebuild the tables of a bench directory written by :func:`run_experiment`."""
     bench_dir = Path(bench_dir)
     saved = yaml.safe_load((bench_dir / SAVED_EXPERIMENT).read_text(encoding="utf-8"))
     experiment = experiment_from_dict(saved[EXPERIMENT_KEY], saved["name"], Path(saved["source"]))
@@ -454,16 +454,13 @@ def run_experiment(
     jobs = plan_experiment(experiment, out_dir, overrides, stage2_overrides, seeds, only)
     check_datasets(jobs, experiment)
 
-    def write_tables_of_finished_runs() -> list[ResultRow]:
-        # every row's finished runs, not only this invocation's: processes training disjoint
-        # rows into one directory each leave the whole table
-        return write_experiment_results(out_dir, experiment)
-
     return execute_jobs(
         jobs,
         out_dir,
         f"{experiment.name} ({experiment.spec.title})",
-        write_tables_of_finished_runs,
+        # every row's table, not only this invocation's: processes training disjoint rows into
+        # one directory each leave the whole table
+        lambda: write_experiment_results(out_dir, experiment),
         callbacks,
         echo,
         before=lambda: _save_experiment(out_dir, experiment),
